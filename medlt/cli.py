@@ -1,0 +1,74 @@
+"""`medlt` command line. Each area adds its verbs through a `register(app)` function in its own
+`cli.py`; this module owns the top-level app, `--debug`, and turning errors into one-line messages.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from medlt.errors import MedltError, ValidationFailed
+
+app = typer.Typer(
+    name="medlt",
+    help=(
+        "Long-tailed medical image synthesis.\n\n"
+        "Typical flow: `medlt phantom` (or your real data) -> `medlt data validate RECIPE` -> "
+        "`medlt train RECIPE` -> `medlt synth RECIPE` -> `medlt classify` / `medlt evaluate`. "
+        "Every verb takes a recipe YAML (see recipes/) and `--set key.path=value` overrides."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+_state = {"debug": False}
+
+
+@app.callback()
+def _main(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks instead of one-line errors."),
+) -> None:
+    _state["debug"] = debug
+
+
+def _register_areas() -> None:
+    # Imported here so `medlt --help` stays fast: each area's cli module defers heavy imports
+    # (torch, monai) into its command bodies.
+    from medlt.classify import cli as classify_cli
+    from medlt.data import cli as data_cli
+    from medlt.data.phantom import cli as phantom_cli
+    from medlt.diffusion import cli as diffusion_cli
+    from medlt.report import cli as report_cli
+    from medlt.synth import cli as synth_cli
+
+    for area in (phantom_cli, data_cli, diffusion_cli, synth_cli, classify_cli, report_cli):
+        area.register(app)
+
+
+_register_areas()
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    try:
+        app(args=argv, prog_name="medlt")
+    except ValidationFailed as e:
+        if debug:
+            raise
+        for p in e.problems:
+            print(f"error: {p}", file=sys.stderr)
+        print(f"error: {len(e.problems)} problem(s); nothing was changed", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except MedltError as e:
+        if debug:
+            raise
+        for line in str(e).splitlines() or [e.__class__.__name__]:
+            print(f"error: {line}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

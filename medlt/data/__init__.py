@@ -1,0 +1,1 @@
+"""Ingestion: official dataset layouts -> one canonical table -> MONAI transform pipelines."""

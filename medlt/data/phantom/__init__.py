@@ -1,0 +1,1 @@
+"""Long-tailed phantom datasets in the official layouts (DESIGN §7)."""

@@ -1,0 +1,56 @@
+"""`data:` section: where the images and labels are and how they are preprocessed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from medlt.recipe.base import Section
+
+
+class CTConfig(Section):
+    """CT-RATE preprocessing (DESIGN §2). HU and spacing come from the metadata CSV."""
+
+    spacing_mm: tuple[float, float, float] = (0.75, 0.75, 1.5)
+    hu_window: tuple[float, float] = (-1000.0, 1000.0)
+    hu_scale: float = 1000.0
+    #: "3d" yields volumes; "2d-axial" yields axial slices of the preprocessed volume
+    mode: Literal["3d", "2d-axial"] = "3d"
+
+
+class SplitRoles(Section):
+    """Which official split plays which role."""
+
+    train: str = "train"
+    val: str = "balanced-val"
+    test: str = "balanced-test"
+    test_longtail: str | None = "test"
+
+
+class DataConfig(Section):
+    format: Literal["nih-cxr-lt", "mimic-cxr-lt", "ct-rate", "manifest"]
+    #: folder the image paths are relative to
+    root: Path
+    #: folder holding the label CSVs (format `manifest`: the manifest CSV file itself); default: root
+    labels: Path | None = None
+    #: multi-label variant (NIH `miccai2023_*` CSVs); CT-RATE is always multi-label
+    multi_label: bool = False
+    #: MIMIC-CXR-LT image files: the DICOM or the JPG release
+    extension: Literal["dcm", "jpg"] = "jpg"
+    #: keep only these DICOM/metadata view positions (e.g. ["PA", "AP"]); None keeps all
+    view_positions: list[str] | None = None
+    #: output spatial size after preprocessing: (H, W) in 2D, (H, W, D) in 3D
+    image_size: list[int] = Field(default_factory=lambda: [256, 256])
+    ct: CTConfig = Field(default_factory=CTConfig)
+    splits: SplitRoles = Field(default_factory=SplitRoles)
+    #: light augmentation for classifier/diffusion training (flip off: chest anatomy is lateralised)
+    augment: bool = False
+    #: preprocessed-sample cache for MONAI PersistentDataset; None = no disk cache
+    cache_dir: Path | None = None
+    #: class-balanced batch resampling: class probability ∝ n_c^q (q=0.5 square-root); None = off
+    class_balanced_q: float | None = None
+    #: head/medium/tail thresholds on training counts: tail < low <= medium <= high < head
+    group_thresholds: tuple[int, int] = (100, 1000)
+    num_workers: int = 0

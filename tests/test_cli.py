@@ -1,0 +1,32 @@
+import subprocess
+import sys
+
+import click
+import pytest
+import typer.main
+
+from medlt.cli import app, main
+
+
+def test_help_lists_verbs():
+    out = subprocess.run([sys.executable, "-m", "medlt", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "Long-tailed medical image synthesis" in out.stdout
+
+
+def _paths(cmd: click.Command, prefix=()):
+    if isinstance(cmd, click.Group):
+        for name, sub in cmd.commands.items():
+            yield from _paths(sub, (*prefix, name))
+    else:
+        yield prefix
+
+
+def test_every_verb_has_help():
+    paths = list(_paths(typer.main.get_command(app)))
+    for expected in [("phantom",), ("data", "validate"), ("data", "stats"), ("data", "preview"), ("train",),
+                     ("sample",), ("synth",), ("classify",), ("evaluate",), ("report",)]:
+        assert expected in paths, f"medlt {' '.join(expected)} is missing"
+    for path in paths:
+        with pytest.raises(SystemExit) as e:
+            main([*path, "--help"])
+        assert e.value.code == 0
