@@ -22,6 +22,8 @@ class ModelConfig(Section):
     #: how a multi-hot label vector conditions the net: added to the time embedding, or
     #: MONAI's cross-attention context
     multi_label_conditioning: Literal["time-embedding", "cross-attention"] = "time-embedding"
+    #: width of the context tokens in the cross-attention variant
+    cross_attention_dim: int = 64
 
 
 class DiffusionConfig(Section):
@@ -32,6 +34,8 @@ class DiffusionConfig(Section):
     prediction_type: Literal["epsilon"] = "epsilon"
     #: classifier-free guidance: per-sample probability of dropping the condition in training
     label_drop_prob: float = Field(0.1, ge=0.0, le=1.0)
+    #: DDPM sampling clamps the predicted x0 to [-1, 1] (model space)
+    clip_sample: bool = True
 
 
 class RegularizerConfig(Section):
@@ -57,6 +61,10 @@ class TrainingConfig(Section):
     log_every_steps: int = 50
     #: fine-tuning from a checkpoint (CBDM then draws y' uniformly)
     init_checkpoint: str | None = None
+    #: samples per class (columns) in the sample grid PNG
+    sample_grid_per_class: int = 4
+    #: device: "auto" (CUDA when available), "cpu", "cuda"
+    device: str = "auto"
 
 
 class SamplingConfig(Section):

@@ -1,0 +1,237 @@
+"""Long-tail regularizers (DESIGN §4): pure per-sample formulas and the registered components.
+
+Pure functions: each returns a (B,) tensor, w_t = t/T times the mean over that sample's elements of
+the term, with exactly the stop-gradients of DESIGN §4. The batch reduction (mean over B) belongs to
+the training loop.
+
+Components (`cbdm`, `overlap`, `ccua`) are built from the recipe's `regularizers:` list. Each one
+1. asks for extra network passes on the same x_t, t (`extra_passes`: name -> labels/uncond), which
+   the objective runs in ONE batched forward together with the main pass, and
+2. turns the outputs into named per-sample terms with their weights (`terms`).
+The loop never branches on which components are active.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from medlt.diffusion.label_samplers import LabelBank
+from medlt.diffusion.schedule import time_weight
+from medlt.errors import RecipeError
+from medlt.registry import Registry, did_you_mean
+from medlt.utils.distributed import all_gather_with_grad
+
+
+def _per_sample_mean(x: torch.Tensor) -> torch.Tensor:
+    return x.flatten(1).mean(dim=1)
+
+
+# ---------------------------------------------------------------- pure formulas (DESIGN §4)
+
+def cbdm_terms(eps_cond: torch.Tensor, eps_balanced: torch.Tensor, timesteps: torch.Tensor,
+               num_train_timesteps: int, tau: float = 1.0, gamma: float = 0.25) -> torch.Tensor:
+    """CBDM: τ·w_t·mean[(h − sg(h′))²] + γ·τ·w_t·mean[(sg(h) − h′)²] per sample,
+    h = ε(x_t, y), h′ = ε(x_t, y′)."""
+    h, hb = eps_cond.float(), eps_balanced.float()
+    w = tau * time_weight(timesteps, num_train_timesteps)
+    pull = _per_sample_mean((h - hb.detach()) ** 2)
+    push = _per_sample_mean((h.detach() - hb) ** 2)
+    return w * pull + gamma * w * push
+
+
+def alignment_terms(eps_cond: torch.Tensor, eps_uncond: torch.Tensor, timesteps: torch.Tensor,
+                    num_train_timesteps: int) -> torch.Tensor:
+    """CCUA alignment: w_t·mean[(ε(x_t, y) − ε(x_t, ∅))²] per sample, gradients to both sides."""
+    d = eps_cond.float() - eps_uncond.float()
+    return time_weight(timesteps, num_train_timesteps) * _per_sample_mean(d ** 2)
+
+
+def ucl_terms(features: torch.Tensor, timesteps: torch.Tensor, num_train_timesteps: int,
+              temperature: float = 0.1) -> torch.Tensor:
+    """CCUA unsupervised contrastive loss on bottleneck features (B, ...):
+    ℓ_i = log(1 + Σ_{j≠i} exp((cos(h_i, h_j) − 1)/τ_c)), returned as w_t,i·ℓ_i.
+
+    Under DDP the negatives j run over the features of every rank (gathered with gradients), so the
+    loss does not depend on the number of GPUs; every rank must pass the same batch size."""
+    z = F.normalize(features.float().flatten(1), dim=1)
+    everyone = all_gather_with_grad(z)
+    b = z.shape[0]
+    offset = b * (torch.distributed.get_rank() if everyone.shape[0] != b else 0)
+    sims = (z @ everyone.T - 1.0) / temperature  # (B, B_total)
+    own = torch.arange(b, device=z.device) + offset
+    sims = sims.masked_fill(F.one_hot(own, everyone.shape[0]).bool(), float("-inf"))
+    # log(1 + Σ exp(s)) = logsumexp([0, s...])
+    loss = torch.logsumexp(torch.cat([torch.zeros(b, 1, device=z.device), sims], dim=1), dim=1)
+    return time_weight(timesteps, num_train_timesteps) * loss
+
+
+def overlap_terms(eps_a: torch.Tensor, eps_b: torch.Tensor, timesteps: torch.Tensor,
+                  num_train_timesteps: int, margin: float, kind: str = "hinge") -> torch.Tensor:
+    """Bounded overlap push (DiffROP-style, medlt's form): d = mean over pixels (ε(x_t,c) − ε(x_t,c′))²;
+    hinge: w_t·max(0, m − d); reciprocal: w_t/(1 + d). No stop-gradient."""
+    d = _per_sample_mean((eps_a.float() - eps_b.float()) ** 2)
+    w = time_weight(timesteps, num_train_timesteps)
+    if kind == "hinge":
+        return w * torch.clamp(margin - d, min=0.0)
+    if kind == "reciprocal":
+        return w / (1.0 + d)
+    raise RecipeError(f"overlap kind '{kind}' is unknown; {did_you_mean(kind, ('hinge', 'reciprocal'))}")
+
+
+# ---------------------------------------------------------------- components
+
+@dataclass
+class Pass:
+    """One extra network pass: its labels and which rows are unconditional."""
+
+    labels: torch.Tensor
+    uncond: torch.Tensor
+    features: bool = False
+
+
+@dataclass
+class StepContext:
+    """What a component sees: the main pass's inputs plus the step's RNG and label bank."""
+
+    labels: torch.Tensor          # (B,) int64 or (B, K) float
+    dropped: torch.Tensor         # (B,) bool: main pass got the null condition
+    timesteps: torch.Tensor       # (B,)
+    num_train_timesteps: int
+    generator: torch.Generator
+    bank: LabelBank
+    outputs: dict[str, torch.Tensor] = field(default_factory=dict)   # pass name -> eps
+    features: dict[str, torch.Tensor] = field(default_factory=dict)  # pass name -> bottleneck
+
+
+class Regularizer:
+    """Base: `name`, `weight`, extra passes and named weighted per-sample terms."""
+
+    name = "regularizer"
+
+    def __init__(self, weight: float, **options: Any):
+        self.weight = float(weight)
+
+    def term_names(self) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    def extra_passes(self, ctx: StepContext) -> dict[str, Pass]:
+        return {}
+
+    def terms(self, ctx: StepContext) -> dict[str, tuple[torch.Tensor, float]]:
+        """name -> ((B,) per-sample values, weight)."""
+        raise NotImplementedError
+
+
+REGULARIZERS: Registry[Callable[..., Regularizer]] = Registry("regularizer")
+
+
+def _check_options(name: str, options: dict, allowed: tuple[str, ...], index: int) -> None:
+    for k in options:
+        if k not in allowed:
+            raise RecipeError(f"recipe key 'regularizers[{index}].options.{k}' is unknown for '{name}'; "
+                              f"{did_you_mean(k, allowed)}")
+
+
+@REGULARIZERS.register("cbdm")
+class CBDM(Regularizer):
+    """Class-balancing diffusion (Qin et al. 2023). options: tau (1.0), gamma (0.25),
+    prior: auto | empirical | uniform (auto = empirical from scratch, uniform when fine-tuning)."""
+
+    name = "cbdm"
+    options = ("tau", "gamma", "prior")
+
+    def __init__(self, weight: float = 1.0, tau: float = 1.0, gamma: float = 0.25, prior: str = "auto",
+                 fine_tuning: bool = False):
+        super().__init__(weight)
+        self.tau, self.gamma = float(tau), float(gamma)
+        if prior not in ("auto", "empirical", "uniform"):
+            raise RecipeError(f"cbdm option 'prior' must be auto, empirical or uniform, got '{prior}'")
+        self.prior = ("uniform" if fine_tuning else "empirical") if prior == "auto" else prior
+
+    def term_names(self):
+        return ("cbdm",)
+
+    def extra_passes(self, ctx):
+        yb = ctx.bank.balanced(ctx.labels.shape[0], self.prior, ctx.generator, ctx.labels.device)
+        return {"cbdm.balanced": Pass(yb, torch.zeros_like(ctx.dropped))}
+
+    def terms(self, ctx):
+        v = cbdm_terms(ctx.outputs["main"], ctx.outputs["cbdm.balanced"], ctx.timesteps,
+                       ctx.num_train_timesteps, self.tau, self.gamma)
+        return {"cbdm": (v * (~ctx.dropped), self.weight)}
+
+
+@REGULARIZERS.register("overlap")
+class Overlap(Regularizer):
+    """Bounded push between ε(x_t, c) and ε(x_t, c′), c′ ≠ c. options: margin (0.1), kind
+    (hinge | reciprocal). The DiffROP paper's exact form is unpublished; this is medlt's form."""
+
+    name = "overlap"
+    options = ("margin", "kind")
+
+    def __init__(self, weight: float = 1.0, margin: float = 0.1, kind: str = "hinge", fine_tuning=False):
+        super().__init__(weight)
+        if kind not in ("hinge", "reciprocal"):
+            raise RecipeError(f"overlap option 'kind' is unknown: '{kind}'; "
+                              f"{did_you_mean(kind, ('hinge', 'reciprocal'))}")
+        self.margin, self.kind = float(margin), kind
+
+    def term_names(self):
+        return ("overlap",)
+
+    def extra_passes(self, ctx):
+        neg = ctx.bank.negative(ctx.labels, ctx.generator)
+        return {"overlap.negative": Pass(neg, torch.zeros_like(ctx.dropped))}
+
+    def terms(self, ctx):
+        v = overlap_terms(ctx.outputs["main"], ctx.outputs["overlap.negative"], ctx.timesteps,
+                          ctx.num_train_timesteps, self.margin, self.kind)
+        # a dropped main pass is unconditional: there is no class c to separate
+        return {"overlap": (v * (~ctx.dropped), self.weight)}
+
+
+@REGULARIZERS.register("ccua")
+class CCUA(Regularizer):
+    """Contrastive + conditional/unconditional alignment (Chen et al. 2025). options: alpha (UCL
+    weight, 1.0), gamma_al (alignment weight, 1.0), temperature (0.1). The component `weight`
+    multiplies both."""
+
+    name = "ccua"
+    options = ("alpha", "gamma_al", "temperature")
+
+    def __init__(self, weight: float = 1.0, alpha: float = 1.0, gamma_al: float = 1.0,
+                 temperature: float = 0.1, fine_tuning=False):
+        super().__init__(weight)
+        self.alpha, self.gamma_al, self.temperature = float(alpha), float(gamma_al), float(temperature)
+
+    def term_names(self):
+        return ("ccua_ucl", "ccua_al")
+
+    def extra_passes(self, ctx):
+        return {"ccua.uncond": Pass(ctx.labels, torch.ones_like(ctx.dropped), features=True)}
+
+    def terms(self, ctx):
+        ucl = ucl_terms(ctx.features["ccua.uncond"], ctx.timesteps, ctx.num_train_timesteps,
+                        self.temperature)
+        al = alignment_terms(ctx.outputs["main"], ctx.outputs["ccua.uncond"], ctx.timesteps,
+                             ctx.num_train_timesteps) * (~ctx.dropped)
+        return {"ccua_ucl": (ucl, self.weight * self.alpha), "ccua_al": (al, self.weight * self.gamma_al)}
+
+
+def build_regularizers(configs, *, fine_tuning: bool = False) -> list[Regularizer]:
+    """Components from the recipe's `regularizers:` list (RecipeError for unknown names/options)."""
+    out: list[Regularizer] = []
+    seen: set[str] = set()
+    for i, cfg in enumerate(configs):
+        cls = REGULARIZERS.get(cfg.name, key=f"regularizers[{i}].name")
+        if cfg.name in seen:
+            raise RecipeError(f"recipe key 'regularizers[{i}].name': '{cfg.name}' is listed twice")
+        seen.add(cfg.name)
+        _check_options(cfg.name, cfg.options, cls.options, i)
+        out.append(cls(weight=cfg.weight, fine_tuning=fine_tuning, **cfg.options))
+    return out

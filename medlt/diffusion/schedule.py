@@ -1,0 +1,22 @@
+"""Noise schedules (MONAI `DDPMScheduler`) and the time weight w_t = t / T (DESIGN §3, §4)."""
+
+from __future__ import annotations
+
+import torch
+from monai.networks.schedulers import DDPMScheduler
+
+from medlt.recipe.diffusion import DiffusionConfig
+
+
+def build_scheduler(cfg: DiffusionConfig) -> DDPMScheduler:
+    """Training scheduler: T steps, linear β (beta_start..beta_end), scaled-linear or cosine."""
+    kwargs = {}
+    if cfg.schedule in ("linear_beta", "scaled_linear_beta"):
+        kwargs = {"beta_start": cfg.beta_start, "beta_end": cfg.beta_end}
+    return DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps, schedule=cfg.schedule,
+                         prediction_type=cfg.prediction_type, clip_sample=cfg.clip_sample, **kwargs)
+
+
+def time_weight(timesteps: torch.Tensor, num_train_timesteps: int) -> torch.Tensor:
+    """w_t = t / T with 0-indexed t, as float (B,)."""
+    return timesteps.to(torch.float32) / float(num_train_timesteps)

@@ -1,0 +1,135 @@
+"""Class-conditional MONAI `DiffusionModelUNet` (2D/3D) with a null label for classifier-free
+guidance, and access to the bottleneck (middle-block) features for CCUA.
+
+Conditioning (DESIGN §3):
+- single-label: MONAI's own class embedding with `num_class_embeds = K + 1`; index K is the null label.
+- multi-label, `time-embedding` (default): the multi-hot vector y goes through a learned linear layer to
+  the time-embedding width and is added to the time embedding; "unconditional" rows use a learned null
+  embedding instead.
+- multi-label, `cross-attention`: MONAI's cross-attention context (`with_conditioning=True`); the
+  context holds one token per class (a learned "present" or "absent" token for that class), and
+  "unconditional" rows use learned null tokens.
+
+Labels passed to `forward` are the dataset's labels (int64 (B,) indices or float (B, K) multi-hot) plus
+a boolean `uncond` (B,) mask that selects the null condition per row.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+from monai.networks.nets import DiffusionModelUNet
+from torch import nn
+
+from medlt.data.labels import LabelSpace
+from medlt.recipe.diffusion import ModelConfig
+
+
+class _TimeEmbeddingPlusLabel(nn.Module):
+    """Wraps the UNet's `time_embed` so that a per-call label embedding is added to its output.
+
+    This is how a multi-hot label reaches MONAI's UNet without re-implementing its forward: the
+    wrapper replaces `unet.time_embed`, and `ConditionalUNet.forward` sets `extra` for one call.
+    """
+
+    def __init__(self, time_embed: nn.Module):
+        super().__init__()
+        self.inner = time_embed
+        self.extra: torch.Tensor | None = None
+
+    def forward(self, t_emb: torch.Tensor) -> torch.Tensor:
+        out = self.inner(t_emb)
+        if self.extra is not None:
+            out = out + self.extra.to(out.dtype)
+        return out
+
+
+class ConditionalUNet(nn.Module):
+    """eps(x_t, t, y) with a per-row null condition; optional bottleneck features."""
+
+    def __init__(self, cfg: ModelConfig, label_space: LabelSpace):
+        super().__init__()
+        self.num_classes = label_space.num_classes
+        self.multi_label = label_space.multi_label
+        self.spatial_dims = cfg.spatial_dims
+        self.conditioning = "class-embedding" if not self.multi_label else cfg.multi_label_conditioning
+        cross = self.conditioning == "cross-attention"
+        time_dim = cfg.channels[0] * 4
+        self.unet = DiffusionModelUNet(
+            spatial_dims=cfg.spatial_dims,
+            in_channels=cfg.in_channels,
+            out_channels=cfg.in_channels,
+            channels=tuple(cfg.channels),
+            attention_levels=tuple(cfg.attention_levels),
+            num_res_blocks=cfg.num_res_blocks,
+            num_head_channels=cfg.num_head_channels,
+            norm_num_groups=cfg.norm_num_groups,
+            num_class_embeds=None if self.multi_label else self.num_classes + 1,
+            with_conditioning=cross,
+            cross_attention_dim=cfg.cross_attention_dim if cross else None,
+        )
+        if self.conditioning == "time-embedding":
+            self.label_proj = nn.Linear(self.num_classes, time_dim)
+            self.null_embedding = nn.Parameter(torch.zeros(time_dim))
+            self.unet.time_embed = _TimeEmbeddingPlusLabel(self.unet.time_embed)
+        elif cross:
+            d = cfg.cross_attention_dim
+            self.present_tokens = nn.Parameter(torch.randn(self.num_classes, d) * 0.02)
+            self.absent_tokens = nn.Parameter(torch.randn(self.num_classes, d) * 0.02)
+            self.null_tokens = nn.Parameter(torch.randn(self.num_classes, d) * 0.02)
+        self._features: torch.Tensor | None = None
+        self._capture = False
+        self.unet.middle_block.register_forward_hook(self._keep_bottleneck)
+
+    def _keep_bottleneck(self, module, args, output):
+        if self._capture:
+            self._features = output
+
+    @property
+    def null_label(self) -> int:
+        return self.num_classes
+
+    def forward(self, x: torch.Tensor, timesteps: torch.Tensor, labels: torch.Tensor,
+                uncond: torch.Tensor | None = None, *, return_features: bool = False):
+        """x (B, C, *spatial), timesteps (B,) int, labels (B,) int64 or (B, K) float multi-hot,
+        uncond (B,) bool: rows that get the null condition. Returns eps (B, C, *spatial), and the
+        middle-block output (B, C', *spatial') too when `return_features`."""
+        b = x.shape[0]
+        if uncond is None:
+            uncond = torch.zeros(b, dtype=torch.bool, device=x.device)
+        kwargs = {}
+        if self.conditioning == "class-embedding":
+            kwargs["class_labels"] = torch.where(uncond, torch.full_like(labels, self.null_label), labels)
+        elif self.conditioning == "time-embedding":
+            y = self.label_proj(labels.to(self.label_proj.weight.dtype))
+            # torch.where keeps the null embedding in the graph even when no row is dropped (DDP-safe)
+            self.unet.time_embed.extra = torch.where(uncond[:, None], self.null_embedding[None], y)
+        else:
+            y = labels.to(self.present_tokens.dtype)[:, :, None]
+            tokens = y * self.present_tokens[None] + (1 - y) * self.absent_tokens[None]
+            kwargs["context"] = torch.where(uncond[:, None, None], self.null_tokens[None], tokens)
+        self._capture = return_features
+        try:
+            eps = self.unet(x, timesteps, **kwargs)
+            feats = self._features
+        finally:
+            self._capture = False
+            self._features = None
+            if self.conditioning == "time-embedding":
+                self.unet.time_embed.extra = None
+        return (eps, feats) if return_features else eps
+
+
+def build_model(cfg: ModelConfig, label_space: LabelSpace) -> ConditionalUNet:
+    return ConditionalUNet(cfg, label_space)
+
+
+@contextmanager
+def eval_mode(model: nn.Module):
+    was = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was)
