@@ -16,6 +16,10 @@ class CTConfig(Section):
     spacing_mm: tuple[float, float, float] = (0.75, 0.75, 1.5)
     hu_window: tuple[float, float] = (-1000.0, 1000.0)
     hu_scale: float = 1000.0
+    #: field of view kept after resampling, in voxels at `spacing_mm` (centre crop / pad with the
+    #: lowest value); the result is then resized to `data.image_size`. CT-RATE reference: 480x480x240.
+    #: None: resize the whole resampled volume.
+    crop_size: tuple[int, int, int] | None = (480, 480, 240)
     #: "3d" yields volumes; "2d-axial" yields axial slices of the preprocessed volume
     mode: Literal["3d", "2d-axial"] = "3d"
 
@@ -33,15 +37,20 @@ class DataConfig(Section):
     format: Literal["nih-cxr-lt", "mimic-cxr-lt", "ct-rate", "manifest"]
     #: folder the image paths are relative to
     root: Path
-    #: folder holding the label CSVs (format `manifest`: the manifest CSV file itself); default: root
+    #: folder holding the label CSVs (format `manifest`: the manifest CSV file itself, default
+    #: root/manifest.csv); default: root
     labels: Path | None = None
+    #: format `manifest` only: its class list, as an official format name ("nih-cxr-lt", ...) or an
+    #: explicit list of class column names in order. Official formats use data_manifests/.
+    classes: str | list[str] | None = None
     #: multi-label variant (NIH `miccai2023_*` CSVs); CT-RATE is always multi-label
     multi_label: bool = False
     #: MIMIC-CXR-LT image files: the DICOM or the JPG release
     extension: Literal["dcm", "jpg"] = "jpg"
     #: keep only these DICOM/metadata view positions (e.g. ["PA", "AP"]); None keeps all
     view_positions: list[str] | None = None
-    #: output spatial size after preprocessing: (H, W) in 2D, (H, W, D) in 3D
+    #: output spatial size after preprocessing: (H, W) for CXR; (X, Y, Z) voxels for CT (RAS), also
+    #: in 2d-axial mode (slices are then (1, Y, X) in radiological display orientation)
     image_size: list[int] = Field(default_factory=lambda: [256, 256])
     ct: CTConfig = Field(default_factory=CTConfig)
     splits: SplitRoles = Field(default_factory=SplitRoles)
@@ -49,6 +58,8 @@ class DataConfig(Section):
     augment: bool = False
     #: preprocessed-sample cache for MONAI PersistentDataset; None = no disk cache
     cache_dir: Path | None = None
+    #: without cache_dir: keep preprocessed samples in RAM (MONAI CacheDataset)
+    cache_memory: bool = False
     #: class-balanced batch resampling: class probability ∝ n_c^q (q=0.5 square-root); None = off
     class_balanced_q: float | None = None
     #: head/medium/tail thresholds on training counts: tail < low <= medium <= high < head

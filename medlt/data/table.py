@@ -1,0 +1,152 @@
+"""The canonical table: every dataset format becomes one pandas frame plus a label space.
+
+Columns (CONTRACTS §2): `id` (unique str), `image` (absolute path), `patient_id`, `split` (official
+split name), one 0/1 int column per class named exactly as `label_space.names`, `source`
+("real"/"synthetic"); CT rows add spacing_x, spacing_y, spacing_z (mm), rescale_slope,
+rescale_intercept. `csv_file` / `csv_row` say where each row came from (for messages). A manifest's
+extra columns are kept.
+
+`load_table` runs the cheap checks (CSV structure, label values, positives per row, duplicate ids,
+patient leakage across splits, paths leaving data.root) and raises ValidationFailed listing all of
+them; `medlt.data.validate` adds the expensive image checks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from medlt.data.labels import LabelSpace
+from medlt.data.sources import SOURCES, label_space_for
+from medlt.data.sources.common import escapes_root
+from medlt.errors import DataError, Problem, ValidationFailed
+from medlt.recipe import Recipe
+from medlt.recipe.data import DataConfig
+
+ROLES = ("train", "val", "test", "test_longtail")
+
+
+@dataclass
+class Table:
+    frame: pd.DataFrame
+    label_space: LabelSpace
+    #: "cxr" (2D radiographs) or "ct" (NIfTI volumes)
+    modality: str
+    data: DataConfig
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(self.frame["split"]))
+
+    def split_of_role(self, role: str) -> str:
+        if role not in ROLES:
+            raise DataError(f"unknown data role '{role}'; choose one of {ROLES}")
+        split = getattr(self.data.splits, role)
+        if split is None:
+            raise DataError(f"recipe key 'data.splits.{role}' is null: this dataset has no {role} role")
+        return split
+
+    def role(self, role: str) -> pd.DataFrame:
+        """Rows of the split that plays `role` ("train", "val", "test", "test_longtail")."""
+        return self.split(self.split_of_role(role))
+
+    def split(self, split: str) -> pd.DataFrame:
+        if split not in self.splits:
+            raise DataError(f"split '{split}' has no rows; this dataset has splits {list(self.splits)}")
+        return self.frame[self.frame["split"] == split].reset_index(drop=True)
+
+    def label_matrix(self, frame: pd.DataFrame | None = None) -> np.ndarray:
+        """(N, K) int64 0/1 labels of `frame` (default: all rows)."""
+        frame = self.frame if frame is None else frame
+        return frame[list(self.label_space.names)].to_numpy(dtype=np.int64)
+
+    def targets(self, frame: pd.DataFrame | None = None) -> np.ndarray:
+        """Single-label: (N,) int64 class indices; multi-label: (N, K) float32 multi-hot."""
+        m = self.label_matrix(frame)
+        if self.label_space.multi_label:
+            return m.astype(np.float32)
+        return m.argmax(axis=1).astype(np.int64)
+
+    def class_counts(self, role: str = "train") -> list[int]:
+        """Images per class in the split playing `role` (multi-label: images containing the class)."""
+        return [int(c) for c in self.label_matrix(self.role(role)).sum(axis=0)]
+
+
+def collect(data: DataConfig) -> tuple[Table, list[Problem]]:
+    """Read the labels of every split and run the cheap table checks; never stops early."""
+    space = label_space_for(data)
+    reader = SOURCES.get(data.format, key="data.format")
+    rows = reader(data, space)
+    problems = list(rows.problems)
+    frame = rows.frame.copy()
+    root = Path(data.root)
+
+    present = set(frame["split"])
+    for role in ROLES:
+        split = getattr(data.splits, role)
+        if split is not None and split not in present:
+            where = (f"known splits of format '{data.format}': {list(rows.known_splits)}"
+                     if rows.known_splits else "")
+            problems.append(Problem(str(data.labels or data.root), None, "missing-split",
+                                    f"data.splits.{role} = '{split}' but no label rows for that split "
+                                    f"were found; {where}"))
+
+    names = list(space.names)
+    pos = frame[names].to_numpy(dtype=np.int64).sum(axis=1) if len(frame) else np.zeros(0, int)
+    if not space.multi_label:
+        for i in np.flatnonzero(pos != 1):
+            r = frame.iloc[i]
+            what = "no positive class" if pos[i] == 0 else \
+                f"{pos[i]} positive classes {space.decode(r[names].to_numpy())}"
+            problems.append(Problem(r["csv_file"], int(r["csv_row"]),
+                                    "no-positive" if pos[i] == 0 else "several-positives",
+                                    f"single-label row {r['id']!r} has {what}; expected exactly one"))
+
+    first: dict[str, int] = {}
+    for i, ident in enumerate(frame["id"]):
+        if ident in first:
+            j = first[ident]
+            problems.append(Problem(frame["csv_file"].iloc[i], int(frame["csv_row"].iloc[i]), "duplicate-id",
+                                    f"id {ident!r} already used at {frame['csv_file'].iloc[j]}:row "
+                                    f"{frame['csv_row'].iloc[j]}"))
+        else:
+            first[ident] = i
+
+    seen: dict[str, tuple[str, int]] = {}  # patient -> (split, first row index)
+    reported: set[tuple[str, str]] = set()
+    for i, (pid, split) in enumerate(zip(frame["patient_id"], frame["split"], strict=True)):
+        if pid not in seen:
+            seen[pid] = (split, i)
+            continue
+        other_split, j = seen[pid]
+        if other_split != split and (pid, split) not in reported:
+            reported.add((pid, split))
+            problems.append(Problem(frame["csv_file"].iloc[i], int(frame["csv_row"].iloc[i]), "patient-leak",
+                                    f"patient {pid!r} is in split '{split}' and in split '{other_split}' "
+                                    f"({frame['csv_file'].iloc[j]}:row {frame['csv_row'].iloc[j]}); "
+                                    f"splits must be patient-disjoint"))
+
+    images = []
+    for i, rel in enumerate(frame["image"]):
+        if escapes_root(rel):
+            problems.append(Problem(frame["csv_file"].iloc[i], int(frame["csv_row"].iloc[i]), "path-escapes-root",
+                                    f"image path {rel!r} is absolute or leaves data.root {root}"))
+            images.append("")
+        else:
+            images.append(str(root / rel))
+    frame["image"] = images
+    return Table(frame.reset_index(drop=True), space, rows.modality, data), problems
+
+
+def load_table(recipe: Recipe | DataConfig) -> Table:
+    """The canonical table of a recipe's data; ValidationFailed lists every label-level problem.
+
+    Image files are not opened here (see medlt.data.validate)."""
+    data = recipe.data if isinstance(recipe, Recipe) else recipe
+    table, problems = collect(data)
+    if problems:
+        raise ValidationFailed(problems)
+    return table

@@ -1,0 +1,84 @@
+"""Check a recipe's data before anything trains: every row of every split, every problem once.
+
+Label-level checks come from medlt.data.table.collect (CSV structure, unknown/missing class
+columns, non-0/1 values, positives per single-label row, duplicate ids, patients in several splits,
+paths leaving data.root, CT volumes without metadata). Here each image is then opened and fully
+decoded (a header check would miss truncated files): CXR through medlt.data.io.read_cxr, CT
+through nibabel (all voxels read, so a truncated .nii.gz fails its gzip check).
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from medlt.cliutils import progress
+from medlt.data.table import Table, collect
+from medlt.errors import DataError, Problem
+from medlt.recipe import Recipe
+from medlt.recipe.data import DataConfig
+
+
+def check_image(path: str, modality: str) -> tuple[str, str] | None:
+    """None when the image decodes; else (code, message)."""
+    p = Path(path)
+    if not p.is_file():
+        return "missing-file", f"image file not found: {p}"
+    try:
+        if modality == "ct":
+            import nibabel as nib
+
+            img = nib.load(str(p))
+            arr = np.asarray(img.dataobj)
+            if arr.ndim < 3 or min(arr.shape[:3]) < 1:
+                return "unreadable-image", f"{p}: not a 3D volume (shape {arr.shape})"
+            if not np.isfinite(arr).all():
+                return "unreadable-image", f"{p}: volume has non-finite values"
+        else:
+            from medlt.data.io import read_cxr
+
+            arr = read_cxr(p)
+            if arr.ndim != 2 or min(arr.shape) < 2:
+                return "unreadable-image", f"{p}: not a 2D image (shape {arr.shape})"
+    except DataError as e:
+        return "unreadable-image", str(e)
+    except Exception as e:  # nibabel/zlib/PIL raise many types for damaged files
+        first = (str(e).strip().splitlines() or [""])[-1]
+        return "unreadable-image", f"{p}: cannot decode ({type(e).__name__}: {first})"
+    return None
+
+
+def validate_table(table: Table, *, check_images: bool = True, workers: int = 4,
+                   show_progress: bool = True) -> list[Problem]:
+    """Image checks for every row of `table` (rows whose path escapes data.root are skipped: they
+    already have a problem)."""
+    frame = table.frame
+    todo = [i for i, img in enumerate(frame["image"]) if img]
+    if not check_images:
+        return []
+
+    def one(i: int):
+        return i, check_image(frame["image"].iat[i], table.modality)
+
+    problems: list[Problem] = []
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        results = progress(pool.map(one, todo), total=len(todo), desc="validate images", unit="img",
+                           disable=not show_progress)
+        for i, res in results:
+            if res is not None:
+                code, msg = res
+                problems.append(Problem(frame["csv_file"].iat[i], int(frame["csv_row"].iat[i]), code,
+                                        f"{frame['id'].iat[i]!r}: {msg}"))
+    return problems
+
+
+def validate(recipe: Recipe | DataConfig, *, check_images: bool = True, workers: int = 4,
+             show_progress: bool = True) -> list[Problem]:
+    """Every problem of the recipe's data (empty list = clean), sorted by file and row."""
+    data = recipe.data if isinstance(recipe, Recipe) else recipe
+    table, problems = collect(data)
+    problems += validate_table(table, check_images=check_images, workers=workers,
+                               show_progress=show_progress)
+    return sorted(problems, key=lambda p: (p.file, -1 if p.row is None else p.row, p.code))
