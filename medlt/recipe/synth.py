@@ -1,15 +1,20 @@
-"""`synth:` section: what `medlt synth` generates and how it writes it."""
+"""`synth:` section: what `medlt synth` generates and how it writes it (DESIGN §5)."""
 
 from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import Field
+
 from medlt.recipe.base import Section
 
 
 class SynthConfig(Section):
-    #: to_head | to_count:N | to_ratio:R
+    #: to_head | to_count:N | to_ratio:R (checked by medlt.synth.quotas.parse_quota)
     quota: str = "to_head"
-    #: image format of the synthetic files; None = the dataset's own (NIH png, MIMIC dcm/jpg, CT nii.gz)
+    #: image format of the synthetic files; None = the dataset's own (NIH png, MIMIC dcm, CT nii.gz)
     output_format: Literal["png", "dcm", "jpg", "nii.gz"] | None = None
-    batch_size: int = 32
+    #: images per generator call; part of what fixes the output bytes (keep it when resuming)
+    batch_size: int = Field(32, ge=1)
+    #: quality filter (--filter-classifier): rounds of replacing rejected images before giving up
+    filter_max_rounds: int = Field(10, ge=1)

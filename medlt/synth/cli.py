@@ -1,7 +1,91 @@
-"""CLI verbs of this area (placeholder: the owning area fills this in)."""
+"""`medlt synth`: a class-balanced synthetic training set in the dataset's own format."""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
+from medlt.cliutils import RECIPE_ARG, SET_OPT
+
+HELP = """Generate a class-balanced synthetic training set from a trained diffusion checkpoint.
+
+Plans per-class quotas from the training split's counts (--quota to_head | to_count:N |
+to_ratio:R), samples from the EMA weights with classifier-free guidance, and writes images in the
+dataset's own format (NIH PNG, MIMIC DICOM or JPG, CT-RATE NIfTI) under OUT, plus OUT/plan.json,
+OUT/manifest.csv (synthetic rows), OUT/merged.csv (real rows + synthetic training rows) and
+OUT/merged.recipe.yaml (a recipe that reads merged.csv: use it for `medlt data validate` and
+classifier training).
+
+Each image's noise seed is a pure function of (recipe seed, class, index): re-running the same
+command skips finished files and completes an interrupted run with identical bytes; under
+`torchrun --nproc_per_node N -m medlt synth ...` every rank generates its share.
+--dry-run prints the plan (class, group, real, to generate) and writes OUT/plan.json only.
+"""
+
+
+def synth(
+    recipe: Path = RECIPE_ARG,
+    checkpoint: Path = typer.Option(None, "--checkpoint", "-c",
+                                    help="Diffusion checkpoint (RUN/checkpoints/last.pt). Not needed with --dry-run."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (created; re-use it to resume)."),
+    quota: str = typer.Option(None, "--quota", help="to_head | to_count:N | to_ratio:R (default: recipe synth.quota)."),
+    guidance: float = typer.Option(None, "--guidance", help="Classifier-free guidance scale w (default: recipe sampling.guidance_scale)."),
+    sampler: str = typer.Option(None, "--sampler", help="ddim | ddpm (default: recipe sampling.sampler)."),
+    steps: int = typer.Option(None, "--steps", help="Sampling steps (default: recipe sampling.num_inference_steps)."),
+    batch_size: int = typer.Option(None, "--batch-size", help="Images per generator call (default: recipe synth.batch_size; keep it when resuming)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan, write OUT/plan.json, generate nothing."),
+    filter_classifier: Path = typer.Option(None, "--filter-classifier", help="Classifier run/checkpoint for the quality filter."),
+    min_confidence: float = typer.Option(None, "--min-confidence", help="Quality filter: keep images whose intended class has probability >= P."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
+    sets: list[str] = SET_OPT,
+) -> None:
+    from rich.console import Console
+
+    from medlt.cliutils import load_recipe_cli
+    from medlt.errors import MedltError
+    from medlt.synth.generate import run_synth
+    from medlt.synth.plan import plan_table
+    from medlt.utils.checkpoint import file_sha256
+    from medlt.utils.distributed import cleanup, init_distributed
+
+    console = Console(stderr=False)
+    rec = load_recipe_cli(recipe, sets)
+    if not dry_run and checkpoint is None:
+        raise MedltError("--checkpoint is required (only --dry-run works without it)")
+    if (filter_classifier is None) != (min_confidence is None):
+        raise MedltError("the quality filter needs both --filter-classifier and --min-confidence")
+    if dry_run:
+        res = run_synth(rec, out, quota=quota, guidance_scale=guidance, sampler=sampler, steps=steps,
+                        batch_size=batch_size, dry_run=True, show_progress=False)
+        console.print(plan_table(res.plan))
+        console.print(f"rule: {res.plan.rule}")
+        console.print(f"plan written to {res.out_dir / 'plan.json'}")
+        return
+    dist = init_distributed(device)
+    try:
+        clf, clf_sha = None, None
+        if filter_classifier is not None:
+            from medlt.classify import load_classifier
+
+            clf = load_classifier(filter_classifier, device=str(dist.device))
+            clf_sha = file_sha256(filter_classifier) if Path(filter_classifier).is_file() else str(
+                Path(filter_classifier).resolve())
+        res = run_synth(rec, out, checkpoint=checkpoint, quota=quota, guidance_scale=guidance,
+                        sampler=sampler, steps=steps, batch_size=batch_size, classifier=clf,
+                        classifier_sha256=clf_sha, min_confidence=min_confidence, rank=dist.rank,
+                        world_size=dist.world_size, device=str(dist.device))
+        if dist.is_main:
+            console.print(plan_table(res.plan, title=f"synthesised: quota {res.plan.quota}, "
+                                                     f"{len(res.final_jobs)} images"))
+            console.print(f"{res.written} file(s) written by rank 0, {res.skipped_batches} finished "
+                          f"batch(es) skipped, {res.seconds:.1f} s")
+            for name, p in res.outputs.items():
+                console.print(f"{name}: {p}")
+    finally:
+        cleanup()
+
 
 def register(app: typer.Typer) -> None:
-    """Add this area's commands to the top-level `medlt` app."""
+    """Add `medlt synth`."""
+    app.command("synth", help=HELP)(synth)

@@ -1,0 +1,296 @@
+"""`medlt synth` as a function: plan, generate in fixed batches, write, manifest.
+
+Resume and sharding rules (see `medlt.synth.jobs` for why the bytes do not depend on them):
+  - the job list and its batches are a pure function of (training labels, quota, recipe seed,
+    batch size); rank r of W generates batches i with i % W == r;
+  - a batch whose files all exist is skipped; a partly written batch is generated again (same
+    batch, same seeds -> same pixels) and only its missing files are written;
+  - every file is written atomically (temporary name, then rename), so a SIGKILL leaves complete
+    files only; leftover temporary files (".*.tmp") are removed at the next start;
+  - with the quality filter, a batch counts as done once its record in DIR/.synth/filter/ exists
+    (it lists the batch's rejected ids); rejected images are replaced in further rounds by jobs with
+    the same key and the next indices (so new seeds), until every quota is met or
+    `synth.filter_max_rounds` is used up (then an error names the classes left short).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medlt.errors import CheckpointError, DataError, MedltError
+from medlt.synth.jobs import Job, batches, rank_batches, replacement_jobs
+from medlt.synth.manifest import write_manifests, write_merged_recipe
+from medlt.synth.plan import SynthPlan, build_plan, check_resume, train_label_matrix, write_plan
+from medlt.synth.writers import OutputLayout, ct_output_spacing, resolve_layout
+from medlt.utils.atomic import atomic_write_text
+
+STATE_DIR = ".synth"
+
+
+@dataclass
+class SynthResult:
+    out_dir: Path
+    plan: SynthPlan
+    settings: dict[str, Any]
+    written: int = 0  # files written by this process
+    skipped_batches: int = 0
+    generated_batches: int = 0
+    final_jobs: list[Job] = field(default_factory=list)
+    outputs: dict[str, Path] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def sampling_settings(recipe, *, guidance_scale: float | None = None, sampler: str | None = None,
+                      steps: int | None = None, batch_size: int | None = None) -> dict[str, Any]:
+    """CLI values override recipe.sampling / recipe.synth."""
+    s = {
+        "guidance_scale": float(recipe.sampling.guidance_scale if guidance_scale is None else guidance_scale),
+        "sampler": str(recipe.sampling.sampler if sampler is None else sampler),
+        "steps": int(recipe.sampling.num_inference_steps if steps is None else steps),
+        "batch_size": int(recipe.synth.batch_size if batch_size is None else batch_size),
+    }
+    if s["sampler"] not in ("ddim", "ddpm"):
+        raise MedltError(f"--sampler '{s['sampler']}' is unknown; choose one of: ddim, ddpm")
+    if s["steps"] < 1:
+        raise MedltError(f"--steps must be >= 1, got {s['steps']}")
+    if s["batch_size"] < 1:
+        raise MedltError(f"--batch-size must be >= 1, got {s['batch_size']}")
+    return s
+
+
+def make_plan(recipe, table, quota: str | None = None) -> SynthPlan:
+    y = train_label_matrix(table.frame, table.label_space, recipe.data.splits.train)
+    return build_plan(table.label_space, y, quota or recipe.synth.quota, recipe.seed,
+                      recipe.data.group_thresholds)
+
+
+def _clean_stale_tmp(out_dir: Path) -> int:
+    n = 0
+    for p in out_dir.rglob(".*.tmp"):
+        if p.is_file():
+            p.unlink(missing_ok=True)
+            n += 1
+    return n
+
+
+def _labels_tensor(batch: Sequence[Job], multi_label: bool):
+    import torch
+
+    if multi_label:
+        return torch.tensor([j.label for j in batch], dtype=torch.float32)
+    return torch.tensor([j.driver for j in batch], dtype=torch.int64)
+
+
+def _confidence(proba: np.ndarray, batch: Sequence[Job], multi_label: bool) -> np.ndarray:
+    """Single-label: p(intended class). Multi-label: min over the intended positives."""
+    if multi_label:
+        lab = np.asarray([j.label for j in batch], dtype=bool)
+        return np.where(lab, proba, np.inf).min(axis=1)
+    return proba[np.arange(len(batch)), [j.driver for j in batch]]
+
+
+class _Runner:
+    def __init__(self, out_dir: Path, generator, layout: OutputLayout, settings: dict[str, Any],
+                 multi_label: bool, rank: int, world_size: int, show_progress: bool,
+                 classifier=None, min_confidence: float | None = None):
+        self.out_dir, self.gen, self.layout, self.settings = out_dir, generator, layout, settings
+        self.multi_label, self.rank, self.world = multi_label, rank, world_size
+        self.show_progress = show_progress
+        self.classifier, self.min_confidence = classifier, min_confidence
+        self.written = self.skipped = self.generated = 0
+
+    def _record_path(self, batch: Sequence[Job]) -> Path:
+        return self.out_dir / STATE_DIR / "filter" / f"{batch[0].id}.json"
+
+    def batch_done(self, batch: Sequence[Job]) -> bool:
+        if self.classifier is not None:
+            return self._record_path(batch).is_file()
+        return all((self.out_dir / self.layout.relpath(j)).is_file() for j in batch)
+
+    def rejected_in(self, batch: Sequence[Job]) -> list[str]:
+        return list(json.loads(self._record_path(batch).read_text())["rejected"])
+
+    def _generate(self, batch: Sequence[Job]) -> np.ndarray:
+        x = self.gen.generate(_labels_tensor(batch, self.multi_label), [j.seed for j in batch],
+                              guidance_scale=self.settings["guidance_scale"],
+                              num_inference_steps=self.settings["steps"], sampler=self.settings["sampler"])
+        x = x.detach().float().cpu().numpy()
+        if x.shape[0] != len(batch):
+            raise MedltError(f"generator returned {x.shape[0]} images for a batch of {len(batch)}")
+        return x
+
+    def _images(self, todo: Sequence[list[Job]]) -> Iterator[None]:
+        import torch
+
+        for batch in todo:
+            with torch.no_grad():
+                x = self._generate(batch)
+                keep = np.ones(len(batch), dtype=bool)
+                if self.classifier is not None:
+                    proba = self.classifier.predict_proba(torch.from_numpy(x))
+                    proba = proba.detach().float().cpu().numpy() if hasattr(proba, "detach") else np.asarray(proba)
+                    keep = _confidence(proba, batch, self.multi_label) >= float(self.min_confidence)
+            for j, xi, ok in zip(batch, x, keep):
+                path = self.out_dir / self.layout.relpath(j)
+                if ok and not path.is_file():
+                    self.layout.write(path, xi, j)
+                    self.written += 1
+            if self.classifier is not None:
+                rec = {"rejected": [j.id for j, ok in zip(batch, keep) if not ok]}
+                atomic_write_text(self._record_path(batch), json.dumps(rec) + "\n")
+            self.generated += 1
+            for _ in batch:
+                yield None
+
+    def run(self, jobs: Sequence[Job], desc: str) -> None:
+        from medlt.cliutils import progress
+
+        mine = rank_batches(batches(jobs, self.settings["batch_size"]), self.rank, self.world)
+        todo = [b for b in mine if not self.batch_done(b)]
+        self.skipped += len(mine) - len(todo)
+        total = sum(len(b) for b in todo)
+        for _ in progress(self._images(todo), total=total, desc=desc, unit="img",
+                          disable=not self.show_progress):
+            pass
+
+
+def run_synth(recipe, out_dir: str | Path, *, generator=None, checkpoint: str | Path | None = None,
+              table=None, quota: str | None = None, guidance_scale: float | None = None,
+              sampler: str | None = None, steps: int | None = None, batch_size: int | None = None,
+              dry_run: bool = False, classifier=None, classifier_sha256: str | None = None,
+              min_confidence: float | None = None, rank: int = 0, world_size: int = 1,
+              device: str = "cpu", show_progress: bool = True, console=None) -> SynthResult:
+    """Plan and (unless dry_run) generate a class-balanced synthetic training set into `out_dir`.
+
+    `generator` (an object with `.generate`, `.label_space`, `.checkpoint_sha256`, `.image_shape`)
+    or `checkpoint` (loaded with medlt.diffusion.sample.load_generator). `table` defaults to
+    `medlt.data.table.load_table(recipe)`. Under torchrun pass rank/world_size; every rank calls
+    this, rank 0 writes plan.json and the manifests.
+    """
+    from medlt.utils.distributed import barrier
+
+    t0 = time.perf_counter()
+    out_dir = Path(out_dir).resolve()
+    if table is None:
+        from medlt.data.table import load_table
+
+        table = load_table(recipe)
+    plan = make_plan(recipe, table, quota)
+    settings: dict[str, Any] = {"quota": str(plan.quota), **sampling_settings(
+        recipe, guidance_scale=guidance_scale, sampler=sampler, steps=steps, batch_size=batch_size)}
+    settings["filter"] = None
+    if classifier is not None or min_confidence is not None:
+        if classifier is None or min_confidence is None:
+            raise MedltError("the quality filter needs both --filter-classifier and --min-confidence")
+        if not 0.0 <= float(min_confidence) <= 1.0:
+            raise MedltError(f"--min-confidence must be in [0, 1], got {min_confidence}")
+        settings["filter"] = {"classifier_sha256": classifier_sha256, "min_confidence": float(min_confidence)}
+    fmt = recipe.data.format
+    ct_spacing = None
+    if fmt == "ct-rate":
+        if recipe.data.ct.mode != "3d":
+            raise MedltError("medlt synth writes CT-RATE volumes: data.ct.mode must be '3d'")
+        ct_spacing = ct_output_spacing(recipe.data)
+    settings["output_format"] = resolve_layout(fmt, recipe.synth.output_format, spacing_mm=ct_spacing).ext
+    result = SynthResult(out_dir, plan, settings)
+
+    if dry_run:
+        settings["checkpoint_sha256"] = None
+        if rank == 0:
+            write_plan(out_dir / "plan.json", plan, settings)
+        result.seconds = time.perf_counter() - t0
+        return result
+
+    if generator is None:
+        if checkpoint is None:
+            raise MedltError("--checkpoint is needed to generate (only --dry-run works without it)")
+        from medlt.diffusion.sample import load_generator
+
+        generator = load_generator(checkpoint, device=device)
+    gen_names = tuple(generator.label_space.names)
+    if gen_names != tuple(table.label_space.names) or bool(generator.label_space.multi_label) != bool(
+            table.label_space.multi_label):
+        raise CheckpointError(
+            f"checkpoint {checkpoint or ''} was trained on classes {list(gen_names)} "
+            f"(multi_label={generator.label_space.multi_label}); the recipe's data has "
+            f"{list(table.label_space.names)} (multi_label={table.label_space.multi_label})")
+    settings["checkpoint_sha256"] = str(generator.checkpoint_sha256)
+    image_shape = tuple(int(s) for s in getattr(generator, "image_shape", ()) or ())
+    layout = resolve_layout(fmt, recipe.synth.output_format, spacing_mm=ct_spacing,
+                            checkpoint_sha256=settings["checkpoint_sha256"])
+
+    check_resume(out_dir / "plan.json", plan, settings)
+    if rank == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _clean_stale_tmp(out_dir)
+        write_plan(out_dir / "plan.json", plan, settings)
+    barrier()
+
+    runner = _Runner(out_dir, generator, layout, settings, plan.label_space.multi_label, rank, world_size,
+                     show_progress and rank == 0, classifier, min_confidence)
+    final_jobs = _run_all(runner, plan, recipe, out_dir)
+    result.written, result.skipped_batches, result.generated_batches = (
+        runner.written, runner.skipped, runner.generated)
+    result.final_jobs = final_jobs
+    barrier()
+
+    if rank == 0:
+        missing = [j.id for j in final_jobs if not (out_dir / layout.relpath(j)).is_file()]
+        if missing:
+            raise DataError(f"{out_dir}: {len(missing)} planned image(s) missing after generation "
+                            f"(e.g. {missing[:3]}); re-run the same command to finish")
+        write_plan(out_dir / "plan.json", plan, settings)
+        outputs = write_manifests(out_dir, final_jobs, layout, plan.label_space, recipe.data.splits.train,
+                                  settings, table.frame, image_shape=image_shape or None)
+        if "merged_root" in outputs:
+            root = Path(outputs["merged_root"].read_text().strip())
+            outputs["merged_recipe"] = write_merged_recipe(out_dir, recipe, root, plan.label_space.names)
+        result.outputs = outputs
+    barrier()
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _run_all(runner: _Runner, plan: SynthPlan, recipe, out_dir: Path) -> list[Job]:
+    """Generate the plan's jobs; with the filter, further rounds replace rejected images."""
+    from medlt.utils.distributed import barrier
+
+    jobs = list(plan.jobs)
+    runner.run(jobs, "synth")
+    if runner.classifier is None:
+        return jobs
+    all_jobs, accepted = list(jobs), []
+    rejections: Counter[str] = Counter()
+    names = plan.label_space.names
+    current = jobs
+    for round_ in range(1, int(recipe.synth.filter_max_rounds) + 1):
+        barrier()
+        rejected_ids: set[str] = set()
+        for b in batches(current, runner.settings["batch_size"]):
+            rejected_ids.update(runner.rejected_in(b))
+        rejected = [j for j in current if j.id in rejected_ids]
+        accepted += [j for j in current if j.id not in rejected_ids]
+        rejections.update(names[j.driver] for j in rejected)
+        plan.rejections = dict(rejections)
+        if not rejected:
+            return sorted(accepted, key=lambda j: j.ordinal)
+        if round_ == int(recipe.synth.filter_max_rounds):
+            if runner.rank == 0:
+                write_plan(out_dir / "plan.json", plan, runner.settings)
+            short = Counter(names[j.driver] for j in rejected)
+            raise MedltError(
+                f"quality filter: after {round_} rounds {len(rejected)} image(s) still rejected "
+                f"(short: {dict(short)}); lower --min-confidence, raise synth.filter_max_rounds, or "
+                f"check the classifier; accepted images so far stay in {out_dir}")
+        current = replacement_jobs(rejected, all_jobs, plan.recipe_seed, plan.label_space.multi_label)
+        all_jobs += current
+        runner.run(current, f"synth (filter round {round_})")
+    raise AssertionError("unreachable")
