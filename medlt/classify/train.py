@@ -1,0 +1,199 @@
+"""Classifier training: ERM, class-balanced reweighting, decoupled cRT (LongTailCXR baselines).
+
+`fit_classifier(recipe, data, run_dir)` trains on `data.train`, selects the model on the val
+role's balanced accuracy (single-label: mean per-class recall; multi-label: mean per-class
+(TPR+TNR)/2), and writes atomic, resumable checkpoints:
+
+  RUN/checkpoints/last.pt   everything to resume (model, optimizer, stage, epoch, rng, history)
+  RUN/checkpoints/best.pt   the selected model (what `load_classifier` reads)
+  RUN/checkpoints/best_main.pt   (cRT only) the best model of the main stage, before re-training
+  RUN/recipe.yaml           the resolved recipe;  RUN/history.json  per-epoch losses / val scores
+
+cRT: the main stage trains with plain cross-entropy; then the best main-stage weights are loaded,
+the final linear layer is re-initialised and re-trained alone (backbone frozen, BatchNorm in eval
+mode) for `crt_epochs` with class-balanced sampling (`data.balanced_train`).
+Resuming: re-running with the same RUN continues after the last completed epoch.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from medlt.classify.losses import class_balanced_weights, per_sample_loss
+from medlt.classify.models import ClassifierNet, build_classifier_net
+from medlt.cliutils import progress
+from medlt.data.labels import LabelSpace
+from medlt.errors import CheckpointError, DataError, TrainingDiverged
+from medlt.metrics.classification import balanced_accuracy, mean_per_class_balanced_accuracy_tpr_tnr
+from medlt.recipe import Recipe, dump_resolved, recipe_to_dict
+from medlt.utils.atomic import atomic_write_text
+from medlt.utils.checkpoint import load_checkpoint, save_checkpoint
+from medlt.utils.seeding import derive_seed, rng_state, seed_everything, set_rng_state
+
+
+@dataclass
+class ClassifierData:
+    """What training needs; the CLI builds it from DATA's loaders, tests from in-memory sets."""
+
+    train: Iterable[dict]
+    val: Iterable[dict]
+    label_space: LabelSpace
+    train_counts: list[int]
+    spatial_dims: int
+    #: factory for a class-balanced training loader (needed by method "crt")
+    balanced_train: Callable[[], Iterable[dict]] | None = None
+    meta: dict = field(default_factory=dict)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@torch.no_grad()
+def predict(model: ClassifierNet, loader: Iterable[dict], device: torch.device, *, multi_label: bool,
+            with_features: bool = False, show_progress: bool = False, desc: str = "predict"):
+    """(targets, probabilities, ids[, features]) over a loader, model in eval mode."""
+    model.eval()
+    ts, ps, ids, fs = [], [], [], []
+    for batch in progress(loader, desc=desc, unit="batch", disable=not show_progress):
+        x = batch["image"].to(device, torch.float32)
+        feats = model.features(x)
+        logits = model.head(feats)
+        ps.append((torch.sigmoid(logits) if multi_label else torch.softmax(logits, 1)).float().cpu())
+        ts.append(torch.as_tensor(batch["label"]).cpu())
+        ids.extend(str(i) for i in batch["id"])
+        if with_features:
+            fs.append(feats.float().cpu())
+    if not ts:
+        raise DataError("no images to predict on (empty split)")
+    out = (torch.cat(ts), torch.cat(ps), ids)
+    return out + (torch.cat(fs),) if with_features else out
+
+
+def selection_score(label_space: LabelSpace, targets: torch.Tensor, probs: torch.Tensor,
+                    threshold: float = 0.5) -> float:
+    if label_space.multi_label:
+        return mean_per_class_balanced_accuracy_tpr_tnr(targets.numpy(), probs.numpy(), threshold)
+    return balanced_accuracy(targets.numpy(), probs.argmax(1).numpy(), label_space.num_classes)
+
+
+def _checkpoint_common(recipe: Recipe, data: ClassifierData, model: ClassifierNet) -> dict:
+    return {
+        "recipe": recipe_to_dict(recipe),
+        "label_space": data.label_space.to_dict(),
+        "train_class_counts": list(map(int, data.train_counts)),
+        "spatial_dims": int(data.spatial_dims),
+        "feature_dim": int(model.feature_dim),
+        "meta": {k: str(v) for k, v in data.meta.items()},
+    }
+
+
+def fit_classifier(recipe: Recipe, data: ClassifierData, run_dir: str | Path, *,
+                   show_progress: bool = True) -> dict:
+    """Train (or resume) a classifier in run_dir; returns the summary written to RUN/summary.json."""
+    cfg = recipe.classifier
+    run = Path(run_dir)
+    ckdir = run / "checkpoints"
+    ckdir.mkdir(parents=True, exist_ok=True)
+    dump_resolved(recipe, run / "recipe.yaml")
+    if cfg.method == "crt" and data.balanced_train is None:
+        raise DataError("classifier.method 'crt' needs a class-balanced training loader")
+    device = resolve_device(cfg.device)
+    ls = data.label_space
+    seed_everything(derive_seed(recipe.seed, "classifier"))
+    model = build_classifier_net(cfg, data.spatial_dims, ls.num_classes).to(device)
+    weights = (class_balanced_weights(data.train_counts, cfg.class_balanced_beta).to(device)
+               if cfg.method == "class-balanced" else None)
+
+    stage, epoch, best, history = "main", 0, -1.0, []
+    last = ckdir / "last.pt"
+    state = None
+    if last.exists():
+        state = load_checkpoint(last)
+        if state.get("label_space") != ls.to_dict():
+            raise CheckpointError(f"{last}: label space differs from this recipe's; use a new --out")
+        stage, epoch, best, history = state["stage"], int(state["epoch"]), float(state["best_score"]), \
+            list(state["history"])
+        if stage == "done":
+            return json.loads((run / "summary.json").read_text())
+
+    def make_optimizer(params, lr):
+        return torch.optim.Adam(params, lr=lr, weight_decay=cfg.weight_decay)
+
+    def enter_crt():
+        best_main = load_checkpoint(ckdir / "best.pt")
+        model.load_state_dict(best_main["model"])
+        save_checkpoint(ckdir / "best_main.pt", best_main)
+        model.reset_head()
+        for p in model.backbone.parameters():
+            p.requires_grad_(False)
+        return make_optimizer(model.head.parameters(), cfg.crt_lr or cfg.lr)
+
+    if stage == "crt":
+        for p in model.backbone.parameters():
+            p.requires_grad_(False)
+        opt = make_optimizer(model.head.parameters(), cfg.crt_lr or cfg.lr)
+    else:
+        opt = make_optimizer(model.parameters(), cfg.lr)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        set_rng_state(state["rng"])
+
+    common = _checkpoint_common(recipe, data, model)
+    stages = [("main", cfg.epochs)] + ([("crt", cfg.crt_epochs)] if cfg.method == "crt" else [])
+    for name, n_epochs in stages:
+        if name == "main" and stage == "crt":
+            continue
+        if name == "crt" and stage == "main":
+            stage, epoch, best = "crt", 0, -1.0
+            opt = enter_crt()
+        while epoch < n_epochs:
+            loader = data.balanced_train() if name == "crt" else data.train
+            model.train()
+            if name == "crt":
+                model.backbone.eval()
+            losses = []
+            for batch in progress(loader, desc=f"{name} epoch {epoch + 1}/{n_epochs}", unit="batch",
+                                  disable=not show_progress):
+                x = batch["image"].to(device, torch.float32)
+                y = torch.as_tensor(batch["label"]).to(device)
+                terms = per_sample_loss(model(x), y, multi_label=ls.multi_label,
+                                        class_weights=weights if name == "main" else None)
+                loss = sum(t.mean() for t in terms.values())
+                if not torch.isfinite(loss):
+                    raise TrainingDiverged(f"classifier loss is {float(loss)} at {name} epoch {epoch + 1}")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                losses.append(float(loss.detach()))
+            t, p, _ = predict(model, data.val, device, multi_label=ls.multi_label)
+            score = selection_score(ls, t, p, cfg.threshold)
+            epoch += 1
+            history.append({"stage": name, "epoch": epoch, "train_loss": float(np.mean(losses)) if losses
+                            else float("nan"), "val_score": score})
+            if score > best:
+                best = score
+                save_checkpoint(ckdir / "best.pt", {**common, "model": model.state_dict(), "stage": name,
+                                                    "epoch": epoch, "val_score": score})
+            save_checkpoint(last, {**common, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                                   "stage": name, "epoch": epoch, "best_score": best, "history": history,
+                                   "rng": rng_state()})
+            atomic_write_text(run / "history.json", json.dumps(history, indent=1))
+    summary = {"best_val_score": best, "selection_metric": (
+        "val mean_per_class_balanced_accuracy_tpr_tnr" if ls.multi_label else "val balanced_accuracy"),
+        "method": cfg.method, "architecture": cfg.architecture, "epochs": len(history),
+        "history": history, **{k: str(v) for k, v in data.meta.items()}}
+    atomic_write_text(run / "summary.json", json.dumps(summary, indent=1))
+    final = load_checkpoint(last)
+    final["stage"] = "done"
+    save_checkpoint(last, final)
+    return summary
