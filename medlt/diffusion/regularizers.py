@@ -31,14 +31,19 @@ def _per_sample_mean(x: torch.Tensor) -> torch.Tensor:
     return x.flatten(1).mean(dim=1)
 
 
+def _wide(x: torch.Tensor) -> torch.Tensor:
+    """At least float32 (bf16/fp16 network outputs are upcast; float64 stays float64)."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
 # ---------------------------------------------------------------- pure formulas (DESIGN §4)
 
 def cbdm_terms(eps_cond: torch.Tensor, eps_balanced: torch.Tensor, timesteps: torch.Tensor,
                num_train_timesteps: int, tau: float = 1.0, gamma: float = 0.25) -> torch.Tensor:
     """CBDM: τ·w_t·mean[(h − sg(h′))²] + γ·τ·w_t·mean[(sg(h) − h′)²] per sample,
     h = ε(x_t, y), h′ = ε(x_t, y′)."""
-    h, hb = eps_cond.float(), eps_balanced.float()
-    w = tau * time_weight(timesteps, num_train_timesteps)
+    h, hb = _wide(eps_cond), _wide(eps_balanced)
+    w = tau * time_weight(timesteps, num_train_timesteps, h.dtype)
     pull = _per_sample_mean((h - hb.detach()) ** 2)
     push = _per_sample_mean((h.detach() - hb) ** 2)
     return w * pull + gamma * w * push
@@ -47,8 +52,8 @@ def cbdm_terms(eps_cond: torch.Tensor, eps_balanced: torch.Tensor, timesteps: to
 def alignment_terms(eps_cond: torch.Tensor, eps_uncond: torch.Tensor, timesteps: torch.Tensor,
                     num_train_timesteps: int) -> torch.Tensor:
     """CCUA alignment: w_t·mean[(ε(x_t, y) − ε(x_t, ∅))²] per sample, gradients to both sides."""
-    d = eps_cond.float() - eps_uncond.float()
-    return time_weight(timesteps, num_train_timesteps) * _per_sample_mean(d ** 2)
+    d = _wide(eps_cond) - _wide(eps_uncond)
+    return time_weight(timesteps, num_train_timesteps, d.dtype) * _per_sample_mean(d ** 2)
 
 
 def ucl_terms(features: torch.Tensor, timesteps: torch.Tensor, num_train_timesteps: int,
@@ -58,7 +63,7 @@ def ucl_terms(features: torch.Tensor, timesteps: torch.Tensor, num_train_timeste
 
     Under DDP the negatives j run over the features of every rank (gathered with gradients), so the
     loss does not depend on the number of GPUs; every rank must pass the same batch size."""
-    z = F.normalize(features.float().flatten(1), dim=1)
+    z = F.normalize(_wide(features).flatten(1), dim=1)
     everyone = all_gather_with_grad(z)
     b = z.shape[0]
     offset = b * (torch.distributed.get_rank() if everyone.shape[0] != b else 0)
@@ -66,16 +71,16 @@ def ucl_terms(features: torch.Tensor, timesteps: torch.Tensor, num_train_timeste
     own = torch.arange(b, device=z.device) + offset
     sims = sims.masked_fill(F.one_hot(own, everyone.shape[0]).bool(), float("-inf"))
     # log(1 + Σ exp(s)) = logsumexp([0, s...])
-    loss = torch.logsumexp(torch.cat([torch.zeros(b, 1, device=z.device), sims], dim=1), dim=1)
-    return time_weight(timesteps, num_train_timesteps) * loss
+    loss = torch.logsumexp(torch.cat([torch.zeros(b, 1, device=z.device, dtype=z.dtype), sims], dim=1), dim=1)
+    return time_weight(timesteps, num_train_timesteps, loss.dtype) * loss
 
 
 def overlap_terms(eps_a: torch.Tensor, eps_b: torch.Tensor, timesteps: torch.Tensor,
                   num_train_timesteps: int, margin: float, kind: str = "hinge") -> torch.Tensor:
     """Bounded overlap push (DiffROP-style, medlt's form): d = mean over pixels (ε(x_t,c) − ε(x_t,c′))²;
     hinge: w_t·max(0, m − d); reciprocal: w_t/(1 + d). No stop-gradient."""
-    d = _per_sample_mean((eps_a.float() - eps_b.float()) ** 2)
-    w = time_weight(timesteps, num_train_timesteps)
+    d = _per_sample_mean((_wide(eps_a) - _wide(eps_b)) ** 2)
+    w = time_weight(timesteps, num_train_timesteps, d.dtype)
     if kind == "hinge":
         return w * torch.clamp(margin - d, min=0.0)
     if kind == "reciprocal":

@@ -17,6 +17,7 @@ def build_scheduler(cfg: DiffusionConfig) -> DDPMScheduler:
                          prediction_type=cfg.prediction_type, clip_sample=cfg.clip_sample, **kwargs)
 
 
-def time_weight(timesteps: torch.Tensor, num_train_timesteps: int) -> torch.Tensor:
-    """w_t = t / T with 0-indexed t, as float (B,)."""
-    return timesteps.to(torch.float32) / float(num_train_timesteps)
+def time_weight(timesteps: torch.Tensor, num_train_timesteps: int,
+                dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """w_t = t / T with 0-indexed t, (B,) in `dtype` (computed in float64)."""
+    return (timesteps.to(torch.float64) / float(num_train_timesteps)).to(dtype)
