@@ -1,7 +1,85 @@
-"""CLI verbs of this area (placeholder: the owning area fills this in)."""
+"""`medlt classify` and `medlt evaluate`."""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
+from medlt.cliutils import RECIPE_ARG, SET_OPT, load_recipe_cli
+
+
+def classify(
+    recipe: Path = RECIPE_ARG,
+    out: Path = typer.Option(..., "--out", help="Run folder: checkpoints/{last,best}.pt, recipe.yaml, "
+                                               "history.json, summary.json. Re-running resumes.",
+                             show_default=False),
+    train_manifest: Path = typer.Option(None, "--train-manifest", help="Train on this medlt manifest instead of "
+                                        "the recipe's training split, e.g. DIR/merged.csv from `medlt synth` "
+                                        "(real + synthetic). Validation stays the recipe's own."),
+    train_root: Path = typer.Option(None, "--train-root", help="data.root for --train-manifest (default: the "
+                                    "folder in <manifest>.root.txt, else the manifest's folder)."),
+    sets: list[str] = SET_OPT,
+) -> None:
+    """Train the downstream classifier (MONAI DenseNet121/ResNet, 2D or 3D) from recipe.classifier.
+
+    Softmax cross-entropy (single-label) or BCE (multi-label); classifier.method picks plain ERM,
+    class-balanced reweighting or decoupled cRT. The model is selected on the val role's balanced
+    accuracy. Example: medlt classify recipes/phantom/nih_cxr_lt.yaml --out runs/clf-real
+    """
+    from medlt.classify.data import classifier_data
+    from medlt.classify.train import fit_classifier
+
+    r = load_recipe_cli(recipe, sets)
+    data = classifier_data(r, train_manifest=train_manifest, train_root=train_root)
+    summary = fit_classifier(r, data, out)
+    typer.echo(f"best {summary['selection_metric']}: {summary['best_val_score']:.4f}  "
+               f"-> {out / 'checkpoints' / 'best.pt'}")
+
+
+def evaluate(
+    recipe: Path = RECIPE_ARG,
+    classifier: Path = typer.Option(..., "--classifier", help="Classifier run folder (or its .pt) from "
+                                    "`medlt classify`.", show_default=False),
+    out: Path = typer.Option(..., "--out", help="Output folder: report.json, report.md, report.html, figures/, "
+                             "memorization/.", show_default=False),
+    synthetic: Path = typer.Option(None, "--synthetic", help="A `medlt synth` output folder (manifest.csv): adds "
+                                   "FID/KID per class/group/overall, diversity and memorization."),
+    feature_extractor: Path = typer.Option(None, "--feature-extractor", help="Features for FID/KID/memorization: "
+                                           "a classifier run/.pt, a TorchScript file, or a state dict (with "
+                                           "--feature-extractor-recipe). Default: the --classifier's penultimate "
+                                           "features (train it on real data only)."),
+    feature_extractor_recipe: Path = typer.Option(None, "--feature-extractor-recipe", help="Recipe whose "
+                                                  "classifier: section builds a plain state dict's architecture."),
+    feature_extractor_2d: Path = typer.Option(None, "--feature-extractor-2d", help="CT only: 2D extractor for the "
+                                              "2.5D FID (default: a seeded random-init 2D ResNet, named as such)."),
+    sets: list[str] = SET_OPT,
+) -> None:
+    """Score a classifier on the balanced and long-tailed test roles, optionally judge a synthetic
+    set, and write report.json / report.md / report.html into --out.
+
+    Example: medlt evaluate recipes/phantom/nih_cxr_lt.yaml --classifier runs/clf-real
+    --synthetic runs/synth --out runs/eval-real
+    """
+    from medlt.classify.evaluation import evaluate as run_eval
+    from medlt.classify.train import resolve_device
+    from medlt.recipe import load_recipe
+    from medlt.report.write import write_report
+
+    r = load_recipe_cli(recipe, sets)
+    fer = load_recipe(feature_extractor_recipe) if feature_extractor_recipe else None
+    result, assets = run_eval(r, classifier, out, synthetic_dir=synthetic, feature_extractor=feature_extractor,
+                              feature_extractor_recipe=fer, feature_extractor_2d=feature_extractor_2d,
+                              device=str(resolve_device(r.classifier.device)))
+    paths = write_report(out, result, assets)
+    for role, m in result["classification"].items():
+        if "skipped" in m:
+            continue
+        key = "balanced_accuracy" if "balanced_accuracy" in m else "mean_per_class_balanced_accuracy_tpr_tnr"
+        typer.echo(f"{role}: {key} = {m[key]:.4f}")
+    typer.echo(f"report: {paths['html']}")
+
 
 def register(app: typer.Typer) -> None:
-    """Add this area's commands to the top-level `medlt` app."""
+    app.command("classify")(classify)
+    app.command("evaluate")(evaluate)

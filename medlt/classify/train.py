@@ -158,6 +158,9 @@ def fit_classifier(recipe: Recipe, data: ClassifierData, run_dir: str | Path, *,
             opt = enter_crt()
         while epoch < n_epochs:
             loader = data.balanced_train() if name == "crt" else data.train
+            sampler = getattr(loader, "sampler", None)
+            if hasattr(sampler, "set_epoch"):  # fresh shuffles / balanced draws every epoch
+                sampler.set_epoch(derive_seed(name, epoch) % (2**31))
             model.train()
             if name == "crt":
                 model.backbone.eval()

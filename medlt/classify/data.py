@@ -1,0 +1,71 @@
+"""Build `ClassifierData` from a recipe with DATA's loaders (CONTRACTS interface 3).
+
+`--train-manifest merged.csv` (from `medlt synth`): the *training* role is read from that
+manifest (format manifest, same classes, image size and preprocessing as the recipe); the val role
+always comes from the recipe itself, so real-only and real+synthetic runs are selected and
+tested on exactly the same images.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from medlt.classify.train import ClassifierData
+from medlt.errors import DataError
+from medlt.recipe import Recipe
+from medlt.utils.seeding import derive_seed
+
+
+def recipe_for_train_manifest(recipe: Recipe, manifest: str | Path, root: str | Path | None = None) -> Recipe:
+    """The recipe with its data section pointed at a medlt manifest (e.g. synth's merged.csv).
+
+    data.root: `root` if given, else the folder named in <manifest stem>.root.txt next to the
+    manifest (synth writes merged.root.txt), else the manifest's folder."""
+    from medlt.data.table import load_table
+
+    manifest = Path(manifest).resolve()
+    if not manifest.is_file():
+        raise DataError(f"--train-manifest: file not found: {manifest}")
+    if root is None:
+        hint = manifest.with_name(f"{manifest.stem}.root.txt")
+        root = Path(hint.read_text().strip()) if hint.is_file() else manifest.parent
+        if not Path(root).is_absolute():
+            root = (manifest.parent / root).resolve()
+    space = load_table(recipe).label_space
+    data = recipe.data.model_copy(update={"format": "manifest", "root": Path(root), "labels": manifest,
+                                          "classes": list(space.names), "multi_label": space.multi_label,
+                                          "cache_dir": None})
+    return recipe.model_copy(update={"data": data})
+
+
+def classifier_data(recipe: Recipe, *, train_manifest: str | Path | None = None,
+                    train_root: str | Path | None = None) -> ClassifierData:
+    from medlt.data.loaders import build_dataloader, build_dataset
+    from medlt.data.table import load_table
+
+    cfg = recipe.classifier
+    train_recipe = recipe if train_manifest is None else recipe_for_train_manifest(recipe, train_manifest,
+                                                                                    train_root)
+    table = load_table(train_recipe)
+    real_space = load_table(recipe).label_space if train_manifest is not None else table.label_space
+    if table.label_space != real_space:
+        raise DataError(f"--train-manifest {train_manifest}: classes {list(table.label_space.names)} differ "
+                        f"from the recipe's {list(real_space.names)}")
+    train_ds = build_dataset(train_recipe, "train", augment=bool(recipe.data.augment))
+    if len(train_ds) == 0:
+        raise DataError("the training role has no images")
+    seed = derive_seed(recipe.seed, "classifier-data")
+    bs = cfg.per_rank_batch_size
+    train = build_dataloader(train_recipe, "train", bs, shuffle=True, seed=seed, dataset=train_ds)
+    val = build_dataloader(recipe, "val", bs, shuffle=False)
+    frame = table.role("train")
+    n_syn = int((frame["source"] == "synthetic").sum()) if "source" in frame.columns else 0
+    return ClassifierData(
+        train=train, val=val, label_space=table.label_space,
+        train_counts=table.class_counts("train"),
+        spatial_dims=int(train_ds[0]["image"].ndim - 1),
+        balanced_train=lambda: build_dataloader(train_recipe, "train", bs, shuffle=True, balanced_q=0.0,
+                                                seed=seed, dataset=train_ds),
+        meta={"train_manifest": str(train_manifest) if train_manifest else "", "train_images": len(train_ds),
+              "train_synthetic_images": n_syn},
+    )

@@ -1,0 +1,228 @@
+"""`medlt evaluate`: classification metrics on the test roles, and generation quality of a
+synthetic set (FID/KID per class/group/overall, CT 2.5D + 3D FID, diversity, memorization).
+
+Returns a JSON-safe result dict (every number) plus in-memory assets (sample images) that
+`medlt.report.write_report` turns into report.json / report.md / report.html.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from medlt.classify.data import recipe_for_train_manifest
+from medlt.classify.load import load_classifier
+from medlt.classify.train import predict
+from medlt.cliutils import progress
+from medlt.errors import DataError
+from medlt.recipe import Recipe, recipe_to_dict
+
+PLANES = {"axial": 3, "coronal": 2, "sagittal": 1}  # index of the fixed axis in (C, X, Y, Z)
+
+
+def recipe_sha256(recipe: Recipe) -> str:
+    return hashlib.sha256(json.dumps(recipe_to_dict(recipe), sort_keys=True).encode()).hexdigest()
+
+
+def middle_slices(volumes: torch.Tensor) -> dict[str, torch.Tensor]:
+    """(B, 1, X, Y, Z) -> {"axial": (B, 1, X, Y), "coronal": (B, 1, X, Z), "sagittal": (B, 1, Y, Z)}."""
+    out = {}
+    for plane, ax in PLANES.items():
+        dim = ax + 1  # batch dim first
+        out[plane] = volumes.select(dim, volumes.shape[dim] // 2)
+    return out
+
+
+def _display(img: torch.Tensor) -> torch.Tensor:
+    """(1, H, W[, D]) model-space -> (H, W) in [0, 1] (3D: middle axial slice)."""
+    x = img[0]
+    if x.ndim == 3:
+        x = x[:, :, x.shape[2] // 2]
+    return ((x.float() + 1) / 2).clamp(0, 1).cpu()
+
+
+def _classes_of(label: torch.Tensor) -> list[int]:
+    return [int(label)] if label.ndim == 0 else [int(c) for c in torch.nonzero(label > 0.5).flatten()]
+
+
+def classification_metrics(recipe: Recipe, clf, table, groups: list[str], *, show_progress: bool) -> tuple[dict, dict]:
+    from medlt.data.loaders import build_dataloader
+    from medlt.metrics.classification import multi_label_report, single_label_report
+
+    ls = table.label_space
+    out, preds = {}, {}
+    for role in recipe.evaluate.roles:
+        split = getattr(recipe.data.splits, role, None)
+        if split is None:
+            out[role] = {"skipped": f"data.splits.{role} is null"}
+            continue
+        if split not in table.splits:
+            out[role] = {"skipped": f"split '{split}' has no rows"}
+            continue
+        loader = build_dataloader(recipe, role, recipe.evaluate.batch_size, shuffle=False)
+        t, p, ids = predict(clf.net, loader, clf.device, multi_label=ls.multi_label,
+                            show_progress=show_progress, desc=f"predict {role}")
+        if ls.multi_label:
+            rep = multi_label_report(t.numpy(), p.numpy(), groups, recipe.classifier.threshold)
+        else:
+            rep = single_label_report(t.numpy(), p.argmax(1).numpy(), ls.num_classes, groups)
+        out[role] = {"split": split, **rep}
+        preds[role] = (t, p, ids)
+    return out, preds
+
+
+def generation_metrics(recipe: Recipe, table, groups: list[str], synthetic_dir: Path, extractor,
+                       extractor_2d, out_dir: Path, *, show_progress: bool) -> tuple[dict, dict]:
+    from torch.utils.data import DataLoader
+
+    from medlt.data.loaders import build_dataset
+    from medlt.data.table import load_table
+    from medlt.metrics.diversity import ClassDiversity
+    from medlt.metrics.feature_stats import ClassFeatureStats
+    from medlt.metrics.memorization import MemorizationAccumulator
+    from medlt.report.figures import save_pair_png
+
+    ev = recipe.evaluate
+    ls = table.label_space
+    names = list(ls.names)
+    manifest = Path(synthetic_dir) / "manifest.csv"
+    if not manifest.is_file():
+        raise DataError(f"--synthetic {synthetic_dir}: no manifest.csv (a `medlt synth` output folder)")
+    syn_recipe = recipe_for_train_manifest(recipe, manifest, root=Path(synthetic_dir))
+    syn_table = load_table(syn_recipe)
+    not_syn = syn_table.frame[syn_table.frame["source"] != "synthetic"]
+    if len(not_syn):
+        r = not_syn.iloc[0]
+        raise DataError(f"{manifest}:row {r.get('csv_row', '?')}: source is '{r['source']}', expected "
+                        f"'synthetic' ({len(not_syn)} such rows); pass synth's own manifest.csv")
+    syn_split = recipe.data.splits.train
+    if syn_split not in syn_table.splits:
+        raise DataError(f"{manifest}: no rows in split '{syn_split}' (synthetic rows belong to the train split)")
+    syn_ds = build_dataset(syn_recipe, "train")
+    real_ds = build_dataset(recipe, "train")
+    sdims = int(real_ds[0]["image"].ndim - 1)
+    if extractor.spatial_dims is not None and extractor.spatial_dims != sdims:
+        raise DataError(f"feature extractor {extractor.name} is {extractor.spatial_dims}D but the images are {sdims}D")
+    bs = ev.batch_size
+    kw = dict(reservoir_capacity=ev.kid_reservoir, seed=recipe.seed)
+    stats = ClassFeatureStats(names, groups, extractor_name=extractor.name, **kw)
+    planes = {}
+    if sdims == 3:
+        planes = {p: ClassFeatureStats(names, groups, extractor_name=extractor_2d.name, **kw) for p in PLANES}
+    n_grid = ev.grid_images_per_class
+    grid = {n: {"real": [], "synthetic": []} for n in names}
+
+    def stream(ds, side, on_batch=None):
+        for batch in progress(DataLoader(ds, batch_size=bs, shuffle=False), desc=f"features {side}",
+                              unit="batch", disable=not show_progress):
+            x, y = batch["image"].float(), torch.as_tensor(batch["label"])
+            f = extractor(x)
+            stats.update(side, f, y)
+            for plane, sl in (middle_slices(x).items() if planes else ()):
+                planes[plane].update(side, extractor_2d(sl), y)
+            for img, lab in zip(x, y):
+                for c in _classes_of(lab):
+                    bucket = grid[names[c]][side]
+                    if len(bucket) < n_grid:
+                        bucket.append(_display(img))
+            if on_batch:
+                on_batch(f, x, y, [str(i) for i in batch["id"]])
+
+    real_f, real_ids = [], []
+    stream(real_ds, "real", lambda f, x, y, ids: (real_f.append(f), real_ids.extend(ids)))
+    memo = MemorizationAccumulator(torch.cat(real_f), real_ids, names, percentile=ev.memorization_percentile,
+                                   top_k=ev.memorization_pairs_saved)
+    del real_f
+    div = ClassDiversity(names, kernel_size=ev.ms_ssim_kernel_size, weights=ev.ms_ssim_weights,
+                         max_pairs=ev.ms_ssim_max_pairs, seed=recipe.seed)
+
+    def on_syn(f, x, y, ids):
+        memo.update(f, y, ids)
+        div.update(x, y)
+
+    stream(syn_ds, "synthetic", on_syn)
+    fid = stats.compute(kid_subset_size=ev.kid_subset_size, kid_num_subsets=ev.kid_num_subsets)
+    result = {"synthetic_dir": str(Path(synthetic_dir).resolve()), "n_synthetic": len(syn_ds),
+              "n_real_train": len(real_ds), "real_reference": "real training split",
+              "feature_extractor": extractor.name, "fid_kid": fid}
+    if planes:
+        per_plane = {p: st.compute(kid_subset_size=ev.kid_subset_size, kid_num_subsets=ev.kid_num_subsets)
+                     for p, st in planes.items()}
+        avg = {}
+        for scope in fid["scopes"]:
+            vals = [per_plane[p]["scopes"].get(scope, {}).get("fid", float("nan")) for p in PLANES]
+            avg[scope] = sum(vals) / len(vals)
+        result["fid_3d_features"] = {"feature_extractor": extractor.name,
+                                     "overall": fid["scopes"].get("overall", {}).get("fid")}
+        result["fid_2_5d"] = {"feature_extractor": extractor_2d.name, "planes": list(PLANES),
+                              "definition": "mean over axial/coronal/sagittal middle slices of the 2D FID",
+                              "per_scope_mean": avg, "per_plane": per_plane}
+    result["diversity"] = div.compute()
+    mem = memo.compute()
+    # save the closest pairs side by side
+    syn_index = {i: k for k, i in enumerate(syn_ds.ids)}
+    real_index = {i: k for k, i in enumerate(real_ds.ids)}
+    for rank, pair in enumerate(mem["closest_pairs"]):
+        rel = f"memorization/pair_{rank:02d}.png"
+        save_pair_png(out_dir / rel, _display(syn_ds[syn_index[pair["synthetic_id"]]]["image"]),
+                      _display(real_ds[real_index[pair["real_id"]]]["image"]),
+                      title=f"distance {pair['distance']:.3g} (threshold {mem['threshold_distance']:.3g})"
+                            f"{' NEAR-COPY' if pair['near_copy'] else ''}",
+                      labels=(f"synthetic {pair['synthetic_id']}", f"real {pair['real_id']}"))
+        pair["png"] = rel
+    result["memorization"] = {"feature_extractor": extractor.name, **mem}
+    return result, {"grid": grid}
+
+
+def evaluate(recipe: Recipe, classifier_run: str | Path, out_dir: str | Path, *,
+             synthetic_dir: str | Path | None = None, feature_extractor: str | Path | None = None,
+             feature_extractor_recipe: Recipe | None = None, feature_extractor_2d: str | Path | None = None,
+             device: str = "cpu", show_progress: bool = True) -> tuple[dict, dict]:
+    from medlt.data.table import load_table
+    from medlt.metrics.extractors import classifier_extractor, load_feature_extractor, random_2d_extractor
+
+    out_dir = Path(out_dir)
+    clf = load_classifier(classifier_run, device)
+    table = load_table(recipe)
+    ls = table.label_space
+    if clf.label_space != ls:
+        raise DataError(f"classifier {clf.checkpoint_path} was trained on classes {list(clf.label_space.names)}, "
+                        f"the recipe has {list(ls.names)}")
+    counts = table.class_counts("train")
+    groups = ls.groups(counts, recipe.data.group_thresholds)
+    result = {
+        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "recipe_name": recipe.name, "recipe_sha256": recipe_sha256(recipe), "recipe": recipe_to_dict(recipe),
+        "classifier": {"checkpoint": str(clf.checkpoint_path.resolve()), "checkpoint_sha256": clf.checkpoint_sha256,
+                       "architecture": clf.recipe.classifier.architecture, "method": clf.recipe.classifier.method,
+                       "train_manifest": clf.meta.get("train_manifest", ""),
+                       "train_source": "real+synthetic" if clf.meta.get("train_manifest") else "real",
+                       "train_class_counts": clf.train_class_counts},
+        "label_space": ls.to_dict(), "train_class_counts": counts, "groups": groups,
+        "group_thresholds": list(recipe.data.group_thresholds),
+    }
+    result["classification"], preds = classification_metrics(recipe, clf, table, groups,
+                                                             show_progress=show_progress)
+    assets: dict = {}
+    if synthetic_dir is not None:
+        if feature_extractor is None:
+            ext = classifier_extractor(classifier_run, device)
+        else:
+            ext = load_feature_extractor(feature_extractor, device=device, recipe=feature_extractor_recipe,
+                                         spatial_dims=clf.spatial_dims)
+        ext2d = None
+        if clf.spatial_dims == 3:
+            ext2d = (load_feature_extractor(feature_extractor_2d, device=device, recipe=feature_extractor_recipe,
+                                            spatial_dims=2)
+                     if feature_extractor_2d else random_2d_extractor(device=device, seed=recipe.seed))
+        gen, assets = generation_metrics(recipe, table, groups, Path(synthetic_dir), ext, ext2d, out_dir,
+                                         show_progress=show_progress)
+        result["generation"] = gen
+        if feature_extractor is None and result["classifier"]["train_source"] != "real":
+            gen["warning"] = ("the default feature extractor is the evaluated classifier, which saw synthetic "
+                              "images; pass --feature-extractor REAL_ONLY_RUN for a clean FID")
+    return result, assets

@@ -1,0 +1,65 @@
+"""`medlt report DIR1 DIR2 ...`: several evaluations (report.json) in one table, plus a per-class
+recall comparison (e.g. real-only vs real+synthetic) in the optional HTML."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from medlt.errors import DataError
+from medlt.report import figures
+from medlt.report.document import to_html, to_markdown
+from medlt.report.write import ROLE_TITLES, _g
+
+
+def load_report(d: str | Path) -> dict:
+    p = Path(d)
+    p = p / "report.json" if p.is_dir() else p
+    if not p.is_file():
+        raise DataError(f"{p}: no report.json (run `medlt evaluate ... --out DIR` first)")
+    try:
+        return json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise DataError(f"{p}: not valid JSON ({e.msg} at line {e.lineno})") from None
+
+
+def comparison_blocks(dirs: list[str | Path]) -> list[tuple]:
+    reps = [load_report(d) for d in dirs]
+    names = reps[0]["label_space"]["names"]
+    for d, r in zip(dirs, reps):
+        if r["label_space"]["names"] != names:
+            raise DataError(f"{d}: classes differ from {dirs[0]}'s; runs on different label spaces can't be compared")
+    multi = reps[0]["label_space"]["multi_label"]
+    key = "mean_per_class_balanced_accuracy_tpr_tnr" if multi else "balanced_accuracy"
+    gkey = "group_mean_balanced_accuracy_tpr_tnr" if multi else "group_mean_recall"
+    extra = ("macro_auroc", "mean_average_precision") if multi else ("macro_f1", "mcc")
+    headers = ["run", "trained on", "method", "role", "bAcc" + (" (TPR+TNR)/2" if multi else ""), "head", "medium",
+               "tail", *extra, "FID overall", "feature extractor"]
+    rows = []
+    for d, r in zip(dirs, reps):
+        gen = r.get("generation") or {}
+        for role, m in r["classification"].items():
+            if "skipped" in m:
+                continue
+            rows.append([Path(d).name, r["classifier"]["train_source"], r["classifier"]["method"],
+                         ROLE_TITLES.get(role, role), m.get(key), *[_g(m, gkey, g) for g in ("head", "medium", "tail")],
+                         *[m.get(e) for e in extra], _g(gen, "fid_kid", "scopes", "overall", "fid"),
+                         gen.get("feature_extractor", "–")])
+    blocks = [("h", 1, "medlt run comparison"), ("table", headers, rows)]
+    if not multi:
+        for role in ("test", "test_longtail"):
+            series = {f"{Path(d).name} ({r['classifier']['train_source']})": r["classification"][role]["per_class_recall"]
+                      for d, r in zip(dirs, reps) if "per_class_recall" in r["classification"].get(role, {})}
+            if series:
+                title = f"Per-class recall, {ROLE_TITLES.get(role, role)}"
+                blocks.append(("img", f"compare_recall_{role}.png",
+                               figures.per_class_bars_png(names, series, ylabel="recall", title=title), title))
+    return blocks
+
+
+def compare_markdown(dirs) -> str:
+    return to_markdown([b for b in comparison_blocks(dirs) if b[0] != "img"])
+
+
+def compare_html(dirs) -> str:
+    return to_html(comparison_blocks(dirs), "medlt run comparison")

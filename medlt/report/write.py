@@ -1,0 +1,165 @@
+"""Write an evaluation: DIR/report.json (every number + recipe and checkpoint hashes),
+DIR/report.md (+ DIR/figures/*.png) and a self-contained DIR/report.html. All writes atomic."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from medlt.report import figures
+from medlt.report.document import to_html, to_markdown
+from medlt.utils.atomic import atomic_write_bytes, atomic_write_text
+
+
+def json_safe(obj):
+    """NaN/inf -> None (strict JSON), tuples -> lists, Paths -> str."""
+    if isinstance(obj, float):
+        return None if (math.isnan(obj) or math.isinf(obj)) else obj
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "item") and callable(obj.item):
+        return json_safe(obj.item())
+    return obj
+
+
+def _g(d, *keys):
+    for k in keys:
+        if d is None:
+            return None
+        d = d.get(k) if isinstance(d, dict) else None
+    return d
+
+
+ROLE_TITLES = {"test": "balanced test", "test_longtail": "long-tailed test", "val": "validation"}
+
+
+def build_blocks(result: dict, assets: dict) -> list[tuple]:
+    names = result["label_space"]["names"]
+    multi = result["label_space"]["multi_label"]
+    counts, groups = result["train_class_counts"], result["groups"]
+    clf = result["classifier"]
+    b: list[tuple] = [("h", 1, f"medlt evaluation: {result['recipe_name']}")]
+    b.append(("p", f"Classifier `{clf['architecture']}` ({clf['method']}), trained on {clf['train_source']} data; "
+                   f"checkpoint sha256 `{clf['checkpoint_sha256'][:16]}…`; recipe sha256 "
+                   f"`{result['recipe_sha256'][:16]}…`; created {result['created_utc']}."))
+    low, high = result["group_thresholds"]
+    b.append(("p", f"Groups from the real training counts: head > {high}, medium {low}–{high}, tail < {low} images."))
+    b.append(("img", "class_counts.png", figures.class_counts_png(names, counts, groups), "Training class counts"))
+
+    b.append(("h", 2, "Classification"))
+    cls = result["classification"]
+    if multi:
+        headers = ["role", "n", "mean per-class bAcc (TPR+TNR)/2", "head", "medium", "tail", "macro AUROC", "mAP"]
+        rows = [[ROLE_TITLES.get(r, r), m.get("n"), m.get("mean_per_class_balanced_accuracy_tpr_tnr"),
+                 *[_g(m, "group_mean_balanced_accuracy_tpr_tnr", g) for g in ("head", "medium", "tail")],
+                 m.get("macro_auroc"), m.get("mean_average_precision")] for r, m in cls.items() if "skipped" not in m]
+    else:
+        headers = ["role", "n", "balanced accuracy (mean recall)", "head", "medium", "tail", "macro-F1", "MCC"]
+        rows = [[ROLE_TITLES.get(r, r), m.get("n"), m.get("balanced_accuracy"),
+                 *[_g(m, "group_mean_recall", g) for g in ("head", "medium", "tail")],
+                 m.get("macro_f1"), m.get("mcc")] for r, m in cls.items() if "skipped" not in m]
+    b.append(("table", headers, rows))
+    for r, m in cls.items():
+        if "skipped" in m:
+            b.append(("p", f"Role {r} skipped: {m['skipped']}."))
+    for r, m in cls.items():
+        if "skipped" in m:
+            continue
+        title = ROLE_TITLES.get(r, r)
+        b.append(("h", 3, f"Per class, {title} (split {m['split']})"))
+        if multi:
+            b.append(("table", ["class", "group", "train images", "bAcc (TPR+TNR)/2", "AUROC", "AP"],
+                      [[n, g, c, x, y, z] for n, g, c, x, y, z in zip(
+                          names, groups, counts, m["per_class_balanced_accuracy_tpr_tnr"], m["per_class_auroc"],
+                          m["per_class_average_precision"])]))
+        else:
+            b.append(("table", ["class", "group", "train images", "recall"],
+                      [[n, g, c, x] for n, g, c, x in zip(names, groups, counts, m["per_class_recall"])]))
+            b.append(("img", f"recall_{r}.png", figures.per_class_bars_png(
+                names, {clf["train_source"]: m["per_class_recall"]}, ylabel="recall",
+                title=f"Per-class recall, {title}"), f"Per-class recall, {title}"))
+            b.append(("img", f"confusion_{r}.png", figures.confusion_matrix_png(
+                m["confusion_matrix"], names, f"Confusion matrix, {title}"), f"Confusion matrix, {title}"))
+
+    gen = result.get("generation")
+    if gen:
+        b.append(("h", 2, "Synthetic images"))
+        b.append(("p", f"{gen['n_synthetic']} synthetic images from `{gen['synthetic_dir']}` against "
+                       f"{gen['n_real_train']} real training images. Feature extractor: `{gen['feature_extractor']}` "
+                       f"(FID/KID are only comparable under the same extractor)."))
+        if gen.get("warning"):
+            b.append(("p", "Warning: " + gen["warning"]))
+        sc = gen["fid_kid"]["scopes"]
+        b.append(("h", 3, f"FID and KID ({gen['feature_extractor']})"))
+        b.append(("table", ["scope", "real", "synthetic", "FID", "KID mean", "KID std"],
+                  [[s, v["n_real"], v["n_synthetic"], v["fid"], v["kid_mean"], v["kid_std"]] for s, v in sc.items()]))
+        cls_fid = [_g(sc, f"class:{n}", "fid") for n in names]
+        cls_kid = [_g(sc, f"class:{n}", "kid_mean") for n in names]
+        b.append(("img", "fid_per_class.png", figures.per_class_bars_png(
+            names, {"FID": cls_fid}, ylabel="FID", title=f"Per-class FID ({gen['feature_extractor']})",
+            ylim01=False), "Per-class FID"))
+        b.append(("img", "kid_per_class.png", figures.per_class_bars_png(
+            names, {"KID": cls_kid}, ylabel="KID", title=f"Per-class KID ({gen['feature_extractor']})",
+            ylim01=False), "Per-class KID"))
+        if "fid_2_5d" in gen:
+            f25 = gen["fid_2_5d"]
+            b.append(("h", 3, f"CT 2.5D FID ({f25['feature_extractor']}) and 3D-feature FID"))
+            b.append(("p", f"2.5D: {f25['definition']}. 3D-feature FID overall "
+                           f"({gen['fid_3d_features']['feature_extractor']}): {figures_fmt(gen['fid_3d_features']['overall'])}."))
+            b.append(("table", ["scope", "2.5D FID (mean)"] + [f"{p} FID" for p in f25["planes"]],
+                      [[s, v] + [_g(f25["per_plane"][p], "scopes", s, "fid") for p in f25["planes"]]
+                       for s, v in f25["per_scope_mean"].items()]))
+        div = gen["diversity"]
+        b.append(("h", 3, "Diversity (mean pairwise MS-SSIM within class; lower = more diverse)"))
+        b.append(("p", f"MONAI MultiScaleSSIMMetric, kernel {div['settings']['kernel_size']}, scale weights "
+                       f"{div['settings']['weights']}, data range 2; at most {div['settings']['max_pairs_per_class']} "
+                       f"pairs per class. Mean over classes: {figures_fmt(div['mean_ms_ssim'])}."))
+        b.append(("table", ["class", "pairs", "MS-SSIM"],
+                  [[n, div["per_class_pairs"][n], div["per_class_ms_ssim"][n]] for n in names]))
+        mem = gen["memorization"]
+        b.append(("h", 3, "Memorization"))
+        b.append(("p", f"{mem['definition']}. Threshold distance {figures_fmt(mem['threshold_distance'])}; "
+                       f"near-copies overall: {mem['near_copies_overall']} "
+                       f"({figures_fmt(mem['near_copy_share_overall'])})."))
+        b.append(("table", ["class", "synthetic", "near-copies", "share"],
+                  [[n, mem["per_class_synthetic"][n], mem["per_class_near_copies"][n],
+                    mem["per_class_near_copy_share"][n]] for n in names]))
+        b.append(("table", ["rank", "synthetic id", "real id", "distance", "near-copy", "image"],
+                  [[i, p["synthetic_id"], p["real_id"], p["distance"], p["near_copy"], p.get("png", "")]
+                   for i, p in enumerate(mem["closest_pairs"])]))
+        out_dir = assets.get("out_dir")
+        for i, p in enumerate(mem["closest_pairs"][:4]):
+            if out_dir and p.get("png") and (Path(out_dir) / p["png"]).is_file():
+                b.append(("img", f"pair_{i:02d}.png", (Path(out_dir) / p["png"]).read_bytes(),
+                          f"Closest pair {i}: synthetic {p['synthetic_id']} vs real {p['real_id']}"))
+        if assets.get("grid"):
+            per = max((len(v["real"]) for v in assets["grid"].values()), default=0) or 1
+            b.append(("img", "samples.png", figures.sample_grid_png(assets["grid"], per),
+                      "Samples per class, real beside synthetic"))
+    return b
+
+
+def figures_fmt(v) -> str:
+    from medlt.report.document import fmt
+
+    return fmt(v)
+
+
+def write_report(out_dir: str | Path, result: dict, assets: dict | None = None) -> dict[str, Path]:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    assets = {**(assets or {}), "out_dir": out}
+    safe = json_safe(result)
+    paths = {"json": atomic_write_text(out / "report.json", json.dumps(safe, indent=1, allow_nan=False))}
+    blocks = build_blocks(safe, assets)
+    for blk in blocks:
+        if blk[0] == "img":
+            atomic_write_bytes(out / "figures" / blk[1], blk[2])
+    paths["md"] = atomic_write_text(out / "report.md", to_markdown(blocks))
+    paths["html"] = atomic_write_text(out / "report.html", to_html(blocks, f"medlt evaluation: {result['recipe_name']}"))
+    return paths
