@@ -110,3 +110,52 @@ def one_hot_rows(counts) -> np.ndarray:
     k = len(counts)
     rows = [np.eye(k, dtype=np.int64)[c] for c, n in enumerate(counts) for _ in range(n)]
     return np.stack(rows) if rows else np.zeros((0, k), np.int64)
+
+
+TINY_MODEL = {"channels": [8, 8], "attention_levels": [False, False], "num_res_blocks": 1,
+              "num_head_channels": 8, "norm_num_groups": 4}
+
+
+def write_tiny_checkpoint(path: Path, recipe, label_space: LabelSpace, train_counts) -> Path:
+    """A randomly initialised diffusion checkpoint in the interface-4 layout (EMA weights, recipe,
+    label space, training counts): real sampling code, no training."""
+    from medlt.diffusion.unet import build_model
+    from medlt.recipe import recipe_to_dict
+    from medlt.utils.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    model = build_model(recipe.model, label_space)
+    sd = model.state_dict()
+    return save_checkpoint(path, {"model": sd, "ema": sd, "step": 0, "recipe": recipe_to_dict(recipe),
+                                  "label_space": label_space.to_dict(),
+                                  "train_class_counts": [int(c) for c in train_counts]})
+
+
+def write_manifest_dataset(root: Path, names, train_counts, *, size=8) -> Path:
+    """Real PNGs + a medlt manifest CSV + a recipe YAML (format manifest, tiny model); returns the
+    recipe path."""
+    import yaml
+
+    from medlt.data import io
+
+    rng = np.random.default_rng(0)
+    rows = []
+    k = len(names)
+    for split, counts in (("train", train_counts), ("balanced-val", [1] * k), ("balanced-test", [1] * k),
+                          ("test", [1] * k)):
+        for c, n in enumerate(counts):
+            for _ in range(n):
+                i = len(rows)
+                rel = f"images/real_{i:04d}.png"
+                io.write_png(root / rel, rng.random((size, size)))
+                rows.append({"image": rel, "patient_id": f"pat{i}", "split": split,
+                             **{nm: int(j == c) for j, nm in enumerate(names)}})
+    pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
+    recipe = {"name": "tiny", "seed": 3,
+              "data": {"format": "manifest", "root": ".", "labels": "manifest.csv", "classes": list(names),
+                       "image_size": [size, size], "group_thresholds": [2, 5]},
+              "model": TINY_MODEL,
+              "sampling": {"num_inference_steps": 2, "guidance_scale": 1.0},
+              "synth": {"batch_size": 4}}
+    (root / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    return root / "recipe.yaml"
