@@ -71,13 +71,21 @@ def augment_3d(keys=("image",)) -> list:
     ]
 
 
+def label_tensor(y):
+    """Single-label index -> int64 scalar tensor; multi-hot -> float32 (K,) tensor."""
+    import torch
+
+    y = np.asarray(y)
+    return torch.as_tensor(y, dtype=torch.float32 if y.ndim else torch.int64)
+
+
 def _finish() -> list:
     import torch
-    from monai.transforms import EnsureTyped, SelectItemsd
+    from monai.transforms import EnsureTyped, Lambdad, SelectItemsd
 
     return [
         EnsureTyped(keys=("image",), dtype=torch.float32, track_meta=False),
-        EnsureTyped(keys=("label",), track_meta=False),
+        Lambdad(keys=("label",), func=label_tensor),
         SelectItemsd(keys=KEEP),
     ]
 

@@ -60,7 +60,8 @@ def read_manifest(cfg: DataConfig, space: LabelSpace) -> SourceRows:
         for i in np.flatnonzero(~is_ct.to_numpy()):
             problems.append(Problem(str(path), int(i) + 1, "mixed-modality",
                                     f"image {images.iloc[i]!r} is not NIfTI but other rows are CT"))
-    source = df["source"].str.strip().str.lower() if "source" in df.columns else pd.Series(["real"] * len(df))
+    source = df["source"].str.strip().str.lower() if "source" in df.columns else pd.Series([""] * len(df))
+    source = source.replace("", "real")  # blank = real
     for i in np.flatnonzero(~source.isin(SOURCE_VALUES).to_numpy()):
         problems.append(Problem(str(path), int(i) + 1, "bad-source",
                                 f"source {source.iloc[i]!r}; expected one of {SOURCE_VALUES}"))
