@@ -47,7 +47,10 @@ def render_stats(stats: dict, console=None) -> None:
     from rich.console import Console
     from rich.table import Table as RichTable
 
-    console = console or Console()
+    if console is None:
+        console = Console()
+        if not console.is_terminal:  # pipes/logs: do not squeeze class names into 80 columns
+            console = Console(width=160)
     splits = list(stats["splits"])
     t = RichTable(title=f"{stats['format']} ({'multi' if stats['multi_label'] else 'single'}-label, "
                         f"{stats['modality']})")
@@ -68,4 +71,4 @@ def render_stats(stats: dict, console=None) -> None:
                   f"medium {sizes['medium']}, tail {sizes['tail']}; imbalance ratio "
                   f"{'n/a' if ratio is None else f'{ratio:.1f}'}"
                   + (f"; classes with no training image: {stats['empty_train_classes']}"
-                     if stats["empty_train_classes"] else ""))
+                     if stats["empty_train_classes"] else ""), soft_wrap=True)
