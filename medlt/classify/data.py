@@ -69,3 +69,16 @@ def classifier_data(recipe: Recipe, *, train_manifest: str | Path | None = None,
         meta={"train_manifest": str(train_manifest) if train_manifest else "", "train_images": len(train_ds),
               "train_synthetic_images": n_syn},
     )
+
+
+def synthetic_recipe(recipe: Recipe, synthetic_dir: str | Path) -> Recipe:
+    """Recipe reading a `medlt synth` folder (DIR/manifest.csv, paths relative to DIR); every
+    synthetic row sits in the training split, so every role points at that split."""
+    synthetic_dir = Path(synthetic_dir)
+    manifest = synthetic_dir / "manifest.csv"
+    if not manifest.is_file():
+        raise DataError(f"--synthetic {synthetic_dir}: no manifest.csv (a `medlt synth` output folder)")
+    r = recipe_for_train_manifest(recipe, manifest, root=synthetic_dir)
+    t = recipe.data.splits.train
+    r.data.splits = r.data.splits.model_copy(update={"train": t, "val": t, "test": t, "test_longtail": None})
+    return r

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from medlt.classify.data import recipe_for_train_manifest
+from medlt.classify.data import synthetic_recipe
 from medlt.classify.load import load_classifier
 from medlt.classify.train import predict
 from medlt.cliutils import progress
@@ -90,9 +90,7 @@ def generation_metrics(recipe: Recipe, table, groups: list[str], synthetic_dir: 
     ls = table.label_space
     names = list(ls.names)
     manifest = Path(synthetic_dir) / "manifest.csv"
-    if not manifest.is_file():
-        raise DataError(f"--synthetic {synthetic_dir}: no manifest.csv (a `medlt synth` output folder)")
-    syn_recipe = recipe_for_train_manifest(recipe, manifest, root=Path(synthetic_dir))
+    syn_recipe = synthetic_recipe(recipe, synthetic_dir)
     syn_table = load_table(syn_recipe)
     not_syn = syn_table.frame[syn_table.frame["source"] != "synthetic"]
     if len(not_syn):

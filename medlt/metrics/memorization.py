@@ -63,7 +63,7 @@ class MemorizationAccumulator:
         share = [float(f / t) if t else None for f, t in zip(self.flagged, self.total)]
         pairs = sorted(self._heap, key=lambda it: -it[0])
         return {
-            "definition": f"share of synthetic images whose nearest real training image (feature space, "
+            "definition": f"Share of synthetic images whose nearest real training image (feature space, "
                           f"Euclidean) is closer than the {self.percentile:g}th percentile of "
                           f"real-to-real nearest distances (self excluded)",
             "threshold_distance": self.threshold,

@@ -40,6 +40,7 @@ def class_counts_png(names: Sequence[str], counts: Sequence[int], groups: Sequen
     fig, ax = plt.subplots(figsize=(_width(len(names)), 3.8))
     ax.bar(range(len(names)), [max(c, 0.8) for c in counts], color=[GROUP_COLOURS[g] for g in groups])
     ax.set_yscale("log")
+    ax.set_ylim(bottom=0.5)
     ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
     ax.set_ylabel("training images (log)")
     ax.set_title("Training class counts")

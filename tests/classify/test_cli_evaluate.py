@@ -1,0 +1,157 @@
+"""End to end through the CLI on a small PNG dataset written at test time: train a real-only
+classifier, evaluate it against a synthetic folder with a planted near-copy, train on
+real+synthetic (merged.csv), compare both runs."""
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+import fakedata  # noqa: E402
+
+from medlt.cli import main  # noqa: E402
+
+
+def run_cli(args, capsys):
+    try:
+        main(list(map(str, args)))
+        code = 0
+    except SystemExit as e:
+        code = e.code or 0
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    base = tmp_path_factory.mktemp("evalworld")
+    (base / "real").mkdir()
+    (base / "syn").mkdir()
+    recipe = fakedata.make_real(base / "real")
+    planted = fakedata.make_synthetic(base / "real", base / "syn")
+    merged = fakedata.make_merged(base / "real", base / "syn", base)
+    try:
+        main(["classify", str(recipe), "--out", str(base / "clf_real"), "--set", "classifier.epochs=2"])
+    except SystemExit as e:
+        assert not e.code
+    try:
+        main(["evaluate", str(recipe), "--classifier", str(base / "clf_real"), "--synthetic", str(base / "syn"),
+              "--out", str(base / "eval_real")])
+    except SystemExit as e:
+        assert not e.code
+    return {"base": base, "recipe": recipe, "planted": planted, "merged": merged}
+
+
+def test_classify_run_layout(world):
+    run = world["base"] / "clf_real"
+    for p in ("checkpoints/best.pt", "checkpoints/last.pt", "recipe.yaml", "history.json", "summary.json"):
+        assert (run / p).is_file(), p
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["epochs"] == 2 and summary["selection_metric"] == "val balanced_accuracy"
+
+
+def test_report_numbers_match_metric_functions(world):
+    from medlt.classify import load_classifier
+    from medlt.data.labels import group_of_count
+    from medlt.data.loaders import build_dataset
+    from medlt.metrics import balanced_accuracy, frechet_distance, per_class_recall
+    from medlt.recipe import load_recipe
+
+    rep = json.loads((world["base"] / "eval_real" / "report.json").read_text())
+    recipe = load_recipe(world["recipe"])
+    clf = load_classifier(world["base"] / "clf_real")
+    assert rep["classifier"]["checkpoint_sha256"] == clf.checkpoint_sha256
+    assert rep["train_class_counts"] == fakedata.TRAIN_COUNTS
+    assert rep["groups"] == [group_of_count(c, (10, 20)) for c in fakedata.TRAIN_COUNTS] == ["head", "medium", "tail"]
+    for role in ("test", "test_longtail"):
+        ds = build_dataset(recipe, role)
+        x = torch.stack([ds[i]["image"] for i in range(len(ds))])
+        y = np.array([int(ds[i]["label"]) for i in range(len(ds))])
+        pred = clf.predict_proba(x).argmax(1).numpy()
+        m = rep["classification"][role]
+        assert m["n"] == len(ds)
+        assert m["balanced_accuracy"] == pytest.approx(balanced_accuracy(y, pred, 3), abs=1e-12)
+        assert m["per_class_recall"] == pytest.approx(per_class_recall(y, pred, 3))
+        assert m["group_mean_recall"]["tail"] == pytest.approx(m["per_class_recall"][2])
+    # overall FID = frechet_distance of the classifier's features, real train vs synthetic
+    real = build_dataset(recipe, "train")
+    fr = clf.features(torch.stack([real[i]["image"] for i in range(len(real))]))
+    from medlt.classify.data import synthetic_recipe
+
+    srec = synthetic_recipe(recipe, world["base"] / "syn")
+    syn = build_dataset(srec, "train")
+    fs = clf.features(torch.stack([syn[i]["image"] for i in range(len(syn))]))
+    gen = rep["generation"]
+    assert gen["feature_extractor"].startswith("classifier:resnet18-2d[train=real]@")
+    assert gen["fid_kid"]["extractor"] == gen["feature_extractor"]
+    assert gen["fid_kid"]["scopes"]["overall"]["fid"] == pytest.approx(frechet_distance(fr, fs), rel=1e-4)
+    assert set(gen["fid_kid"]["scopes"]) >= {"overall", "group:head", "group:tail", "class:Rare"}
+
+
+def test_memorization_flags_planted_copy_and_html_is_self_contained(world):
+    out = world["base"] / "eval_real"
+    mem = json.loads((out / "report.json").read_text())["generation"]["memorization"]
+    assert mem["per_class_near_copies"]["Rare"] >= 1
+    top = mem["closest_pairs"][0]
+    assert top["synthetic_id"] == world["planted"] and top["real_id"] == "p_train_2_0.png" and top["near_copy"]
+    assert (out / top["png"]).stat().st_size > 1000
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 8
+    assert not re.search(r"""src=['"](?!data:)""", html)  # nothing loaded from outside the file
+    md = (out / "report.md").read_text()
+    assert "classifier:resnet18-2d" in md and "Memorization" in md
+    for link in re.findall(r"\]\((figures/[^)]+)\)", md):
+        assert (out / link).is_file()
+
+
+def test_train_on_merged_and_compare_runs(world, capsys):
+    b = world["base"]
+    code, out, err = run_cli(["classify", world["recipe"], "--out", b / "clf_merged", "--train-manifest",
+                              world["merged"], "--set", "classifier.epochs=1"], capsys)
+    assert code == 0, err
+    summary = json.loads((b / "clf_merged" / "summary.json").read_text())
+    assert summary["train_synthetic_images"] == "31" and summary["train_images"] == "93"
+    from medlt.classify import load_classifier
+
+    assert load_classifier(b / "clf_merged").train_class_counts == [50, 26, 17]
+    code, out, err = run_cli(["evaluate", world["recipe"], "--classifier", b / "clf_merged", "--out",
+                              b / "eval_merged"], capsys)
+    assert code == 0, err
+    code, out, err = run_cli(["report", b / "eval_real", b / "eval_merged", "--html", b / "compare.html"], capsys)
+    assert code == 0, err
+    assert "| eval_real | real |" in out and "| eval_merged | real+synthetic |" in out
+    assert (b / "compare.html").read_text().count("data:image/png;base64,") == 2
+
+
+def test_cli_error_paths(world, tmp_path, capsys):
+    r = world["recipe"]
+    code, _, err = run_cli(["evaluate", r, "--classifier", tmp_path / "nope", "--out", tmp_path / "e"], capsys)
+    assert code != 0 and "no classifier checkpoint" in err and "Traceback" not in err
+    code, _, err = run_cli(["evaluate", r, "--classifier", world["base"] / "clf_real", "--synthetic", tmp_path,
+                            "--out", tmp_path / "e"], capsys)
+    assert code != 0 and "no manifest.csv" in err
+    # a "synthetic" folder whose manifest claims real images is refused, naming the row
+    bad = tmp_path / "bad"
+    (bad / "images").mkdir(parents=True)
+    import pandas as pd
+
+    df = pd.read_csv(world["base"] / "syn" / "manifest.csv", dtype=str)
+    for p in df["image"]:
+        (bad / p).write_bytes((world["base"] / "syn" / p).read_bytes())
+    df.loc[3, "source"] = "real"
+    df.to_csv(bad / "manifest.csv", index=False)
+    code, _, err = run_cli(["evaluate", r, "--classifier", world["base"] / "clf_real", "--synthetic", bad,
+                            "--out", tmp_path / "e"], capsys)
+    assert code != 0 and "expected 'synthetic'" in err and "row" in err
+    code, _, err = run_cli(["report", tmp_path], capsys)
+    assert code != 0 and "no report.json" in err
+    code, _, err = run_cli(["classify", r, "--out", tmp_path / "c", "--train-manifest", tmp_path / "x.csv"], capsys)
+    assert code != 0 and "file not found" in err
+    code, _, err = run_cli(["classify", r, "--out", tmp_path / "c", "--set", "classifier.architecture=resnet51"],
+                           capsys)
+    assert code != 0 and "resnet" in err
