@@ -22,6 +22,7 @@ import pandas as pd
 from medlt.data.labels import LabelSpace
 from medlt.data.sources import SOURCES, label_space_for
 from medlt.data.sources.common import escapes_root
+from medlt.data.sources.views import filter_views
 from medlt.errors import DataError, Problem, ValidationFailed
 from medlt.recipe import Recipe
 from medlt.recipe.data import DataConfig
@@ -81,7 +82,7 @@ def collect(data: DataConfig) -> tuple[Table, list[Problem]]:
     reader = SOURCES.get(data.format, key="data.format")
     rows = reader(data, space)
     problems = list(rows.problems)
-    frame = rows.frame.copy()
+    frame = filter_views(data, rows.frame.copy(), problems)
     root = Path(data.root)
 
     present = set(frame["split"])

@@ -47,7 +47,8 @@ class DataConfig(Section):
     multi_label: bool = False
     #: MIMIC-CXR-LT image files: the DICOM or the JPG release
     extension: Literal["dcm", "jpg"] = "jpg"
-    #: keep only these DICOM/metadata view positions (e.g. ["PA", "AP"]); None keeps all
+    #: keep only these view positions (e.g. ["PA", "AP"]) per the release metadata (NIH Data_Entry_2017_v2020.csv,
+    #: MIMIC mimic-cxr-2.0.0-metadata.csv, manifest column view_position); None keeps all
     view_positions: list[str] | None = None
     #: output spatial size after preprocessing: (H, W) for CXR; (X, Y, Z) voxels for CT (RAS), also
     #: in 2d-axial mode (slices are then (1, Y, X) in radiological display orientation)

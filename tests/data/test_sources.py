@@ -147,3 +147,20 @@ def test_unknown_role_and_null_role(tmp_path):
         t.role("test_longtail")
     with pytest.raises(DataError, match="unknown data role"):
         t.role("training")
+
+
+def test_view_positions_filter_from_release_metadata(tmp_path):
+    write_nih(tmp_path / "nih")
+    r = recipe(tmp_path, format="nih-cxr-lt", root=str(tmp_path / "nih"), view_positions=["PA"])
+    with pytest.raises(ValidationFailed, match="Data_Entry_2017_v2020.csv"):
+        load_table(r)
+    ids = pd.concat([pd.read_csv(p, dtype=str) for p in (tmp_path / "nih").glob("nih-*.csv")])["id"]
+    views = ["AP" if i.endswith(("1.png", "3.png")) else "PA" for i in ids]
+    pd.DataFrame({"Image Index": ids, "View Position": views, "Patient ID": "x"}).to_csv(
+        tmp_path / "nih" / "Data_Entry_2017_v2020.csv", index=False)
+    t = load_table(r)
+    assert len(t.frame) == 36 - views.count("AP") and not t.frame["id"].str.endswith("1.png").any()
+    with pytest.raises(RecipeError, match="view_positions"):
+        write_ct_rate(tmp_path / "ct")
+        load_table(recipe(tmp_path, format="ct-rate", root=str(tmp_path / "ct"), splits=CT_SPLITS,
+                          view_positions=["PA"]))
