@@ -67,10 +67,10 @@ def synth(
         clf, clf_sha = None, None
         if filter_classifier is not None:
             from medlt.classify import load_classifier
+            from medlt.classify.load import checkpoint_of
 
             clf = load_classifier(filter_classifier, device=str(dist.device))
-            clf_sha = file_sha256(filter_classifier) if Path(filter_classifier).is_file() else str(
-                Path(filter_classifier).resolve())
+            clf_sha = file_sha256(checkpoint_of(filter_classifier))
         res = run_synth(rec, out, checkpoint=checkpoint, quota=quota, guidance_scale=guidance,
                         sampler=sampler, steps=steps, batch_size=batch_size, classifier=clf,
                         classifier_sha256=clf_sha, min_confidence=min_confidence, rank=dist.rank,

@@ -222,6 +222,10 @@ def run_synth(recipe, out_dir: str | Path, *, generator=None, checkpoint: str | 
             f"checkpoint {checkpoint or ''} was trained on classes {list(gen_names)} "
             f"(multi_label={generator.label_space.multi_label}); the recipe's data has "
             f"{list(table.label_space.names)} (multi_label={table.label_space.multi_label})")
+    clf_space = getattr(classifier, "label_space", None)
+    if clf_space is not None and tuple(clf_space.names) != gen_names:
+        raise CheckpointError(f"filter classifier classes {list(clf_space.names)} differ from the "
+                              f"generator's {list(gen_names)}")
     settings["checkpoint_sha256"] = str(generator.checkpoint_sha256)
     image_shape = tuple(int(s) for s in getattr(generator, "image_shape", ()) or ())
     layout = resolve_layout(fmt, recipe.synth.output_format, spacing_mm=ct_spacing,

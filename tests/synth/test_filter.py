@@ -86,3 +86,12 @@ def test_filter_needs_both_options(tmp_path):
     with pytest.raises(MedltError, match=r"\[0, 1\]"):
         run_synth(rec, tmp_path / "out", generator=gen, table=tab, classifier=MeanClassifier(NIH),
                   min_confidence=1.5)
+
+
+def test_filter_classifier_must_share_the_label_space(tmp_path):
+    from medlt.errors import CheckpointError
+
+    rec, tab, gen = _setup(tmp_path)
+    with pytest.raises(CheckpointError, match="filter classifier"):
+        run_synth(rec, tmp_path / "out", generator=gen, table=tab,
+                  classifier=MeanClassifier(LabelSpace(("x", "y"), False)), min_confidence=0.5)
