@@ -90,7 +90,8 @@ def dataset_from_frame(table: Table, frame: pd.DataFrame, data: DataConfig | Non
                        seed: int = 0) -> TableDataset:
     """Dataset over `frame` (rows of `table`). `volumes=True` yields whole CT volumes even in
     2d-axial mode (preview); `cache=False` ignores data.cache_dir / cache_memory."""
-    from monai.data import CacheDataset, Dataset as MonaiDataset, PersistentDataset
+    from monai.data import CacheDataset, PersistentDataset
+    from monai.data import Dataset as MonaiDataset
 
     data = data or table.data
     axial = table.modality == "ct" and data.ct.mode == "2d-axial" and not volumes
