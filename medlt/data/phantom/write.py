@@ -1,0 +1,139 @@
+"""`write_phantom`: one entry point for the three layouts, with a marker file and a summary."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from medlt.errors import DataError
+from medlt.utils.atomic import atomic_write_text
+
+LAYOUTS = ("nih-cxr-lt", "mimic-cxr-lt", "ct-rate")
+#: per-layout defaults (run in seconds on one CPU core)
+DEFAULTS = {
+    "nih-cxr-lt": {"num_images": 800, "image_size": 64},
+    "mimic-cxr-lt": {"num_images": 800, "image_size": 64},
+    "ct-rate": {"num_images": 48, "image_size": 32},
+}
+MARKER = "medlt_phantom.json"
+
+
+@dataclass
+class PhantomSummary:
+    layout: str
+    out_dir: Path
+    images_per_split: dict[str, int]
+    parameters: dict
+    files: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        splits = ", ".join(f"{s} {n}" for s, n in self.images_per_split.items())
+        kind = "volumes" if self.layout == "ct-rate" else "images"
+        return (f"{self.layout} phantom: {sum(self.images_per_split.values())} {kind} ({splits}) in "
+                f"{self.out_dir}; use it with --set data.root={self.out_dir} "
+                f"--set data.labels={self.out_dir}")
+
+
+def _no_progress(it: Iterable, **_) -> Iterable:
+    return it
+
+
+def _existing_files(out: Path) -> set[str]:
+    return {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
+
+
+def write_phantom(layout: str, out_dir: str | Path, *, num_images: int | None = None,
+                  image_size: int | None = None, imbalance_ratio: float = 0.01, seed: int = 0,
+                  multi_label: bool = False, per_class_val: int = 5, per_class_test: int = 10,
+                  test_fraction: float = 0.25, progress: Callable | None = None) -> PhantomSummary:
+    """Write a long-tailed phantom of `layout` ("nih-cxr-lt", "mimic-cxr-lt", "ct-rate") to `out_dir`.
+
+    num_images: training images (CT-RATE: training scans); default per layout (DEFAULTS).
+    image_size: square image side in pixels (CT: X = Y = size, Z = 0.75 * size).
+    imbalance_ratio: r = n_min / n_max (0 < r <= 1; > 1 is read as n_max / n_min).
+    multi_label: NIH only: the miccai2023 multi-label CSVs (train/val/test); CT-RATE is always
+    multi-label; MIMIC refuses it. per_class_val / per_class_test: images per class in the
+    balanced-val / balanced-test splits; test_fraction: size of the long-tailed test split relative
+    to train. progress: a tqdm-like wrapper `progress(iterable, total=, desc=, unit=)`.
+
+    `out_dir` must be empty, missing, or a previous phantom (it holds medlt_phantom.json); files of
+    that previous phantom that the new one does not write are removed, nothing else is touched.
+    """
+    from medlt.data.phantom.counts import normalize_ratio
+
+    if layout not in LAYOUTS:
+        from medlt.registry import did_you_mean
+
+        raise DataError(f"unknown phantom layout '{layout}'; {did_you_mean(layout, LAYOUTS)}")
+    out = Path(out_dir)
+    num_images = DEFAULTS[layout]["num_images"] if num_images is None else int(num_images)
+    image_size = DEFAULTS[layout]["image_size"] if image_size is None else int(image_size)
+    if num_images < 1:
+        raise DataError(f"--num-images must be >= 1, got {num_images}")
+    if not 16 <= image_size <= 1024 or (layout == "ct-rate" and not 16 <= image_size <= 256):
+        raise DataError(f"--image-size {image_size} out of range (16..1024; CT 16..256)")
+    try:
+        normalize_ratio(imbalance_ratio)
+    except ValueError as e:
+        raise DataError(f"--imbalance-ratio: {e}") from None
+    if per_class_val < 1 or per_class_test < 1 or not 0 < test_fraction <= 1:
+        raise DataError("per_class_val/per_class_test must be >= 1 and 0 < test_fraction <= 1")
+    if layout == "mimic-cxr-lt" and multi_label:
+        raise DataError("the MIMIC-CXR-LT phantom is single-label only (the 26-class multi-label "
+                        "CXR-LT 2023 release is not modelled); drop --multi-label")
+    previous: set[str] = set()
+    if out.exists():
+        if not out.is_dir():
+            raise DataError(f"{out}: exists and is not a folder")
+        marker = out / MARKER
+        if marker.is_file():
+            try:
+                previous = set(json.loads(marker.read_text())["files"])
+            except (ValueError, KeyError, TypeError):
+                raise DataError(f"{marker}: unreadable phantom marker; remove {out} or choose "
+                                f"another --out") from None
+        elif any(out.iterdir()):
+            raise DataError(f"{out}: folder is not empty and holds no phantom; choose an empty or new "
+                            f"--out folder (real data is never overwritten)")
+    out.mkdir(parents=True, exist_ok=True)
+    progress = progress or _no_progress
+    params = {"layout": layout, "num_images": num_images, "image_size": image_size,
+              "imbalance_ratio": float(imbalance_ratio), "seed": int(seed),
+              "multi_label": bool(multi_label or layout == "ct-rate"), "per_class_val": per_class_val,
+              "per_class_test": per_class_test, "test_fraction": test_fraction}
+    before = _existing_files(out)
+    if layout == "nih-cxr-lt":
+        from medlt.data.phantom.cxr_layouts import write_nih
+
+        counts = write_nih(out, num_images=num_images, image_size=image_size,
+                           imbalance_ratio=imbalance_ratio, seed=seed, multi_label=multi_label,
+                           per_class_val=per_class_val, per_class_test=per_class_test,
+                           test_fraction=test_fraction, progress=progress)
+    elif layout == "mimic-cxr-lt":
+        from medlt.data.phantom.cxr_layouts import write_mimic
+
+        counts = write_mimic(out, num_images=num_images, image_size=image_size,
+                             imbalance_ratio=imbalance_ratio, seed=seed, multi_label=False,
+                             per_class_val=per_class_val, per_class_test=per_class_test,
+                             test_fraction=test_fraction, progress=progress)
+    else:
+        from medlt.data.phantom.ct_layout import write_ct_rate
+
+        counts = write_ct_rate(out, num_images=num_images, image_size=image_size,
+                               imbalance_ratio=imbalance_ratio, seed=seed, progress=progress)
+    written = sorted((_existing_files(out) - (before - previous)) - {MARKER})
+    # remove what an earlier phantom wrote here and this one did not (only files it listed)
+    for rel in sorted(previous - set(written) - {MARKER}):
+        p = out / rel
+        if p.is_file():
+            p.unlink()
+    for d in sorted((p for p in out.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+        if not any(d.iterdir()):
+            os.rmdir(d)
+    atomic_write_text(out / MARKER, json.dumps({"generator": "medlt phantom", "parameters": params,
+                                                "images_per_split": counts, "files": written},
+                                               indent=1) + "\n")
+    return PhantomSummary(layout, out, counts, params, written)
