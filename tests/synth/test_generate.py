@@ -157,15 +157,17 @@ def test_sigkill_half_way_then_resume_gives_identical_bytes(tmp_path):
 
     make_table(tmp_path / "real", NIH, one_hot_rows(COUNTS))  # real images for merged.csv
     script = tmp_path / "child.py"
-    script.write_text(_CHILD.format(repo=str(REPO), tmp=str(tmp_path), counts=COUNTS, delay=0.15))
+    script.write_text(_CHILD.format(repo=str(REPO), tmp=str(tmp_path), counts=COUNTS, delay=0.1))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     ref, cut = tmp_path / "ref", tmp_path / "cut"
-    subprocess.run([sys.executable, str(script), str(ref)], check=True, env=env, timeout=120)
+    tab = make_table(tmp_path / "real", NIH, one_hot_rows(COUNTS), write_images=False)
+    run_synth(make_recipe(tmp_path / "real"), ref, generator=FakeGenerator(NIH, image_shape=(1, 64, 64)),
+              table=tab, quota="to_head", batch_size=3, show_progress=False)  # uninterrupted, in-process
     n_total = len(_hashes(ref))
     assert n_total == sum(6 - c for c in COUNTS)
 
     proc = subprocess.Popen([sys.executable, str(script), str(cut)], env=env)
-    deadline = time.time() + 60
+    deadline = time.time() + 180
     while time.time() < deadline and len(list(cut.rglob("*.png"))) < n_total // 2:
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
