@@ -60,7 +60,10 @@ def synth(
                         batch_size=batch_size, dry_run=True, show_progress=False)
         console.print(plan_table(res.plan))
         console.print(f"rule: {res.plan.rule}")
-        console.print(f"plan written to {res.out_dir / 'plan.json'}")
+        if "plan" in res.outputs:
+            console.print(f"plan written to {res.outputs['plan']}")
+        else:
+            console.print(f"{res.out_dir / 'plan.json'} belongs to a real run there and was left as is")
         return
     dist = init_distributed(device)
     try:

@@ -72,6 +72,13 @@ def make_plan(recipe, table, quota: str | None = None) -> SynthPlan:
                       recipe.data.group_thresholds)
 
 
+def _real_run_plan(path: Path) -> bool:
+    try:
+        return json.loads(path.read_text()).get("settings", {}).get("checkpoint_sha256") is not None
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def _clean_stale_tmp(out_dir: Path) -> int:
     n = 0
     for p in out_dir.rglob(".*.tmp"):
@@ -204,8 +211,10 @@ def run_synth(recipe, out_dir: str | Path, *, generator=None, checkpoint: str | 
 
     if dry_run:
         settings["checkpoint_sha256"] = None
-        if rank == 0:
+        # never replace the plan.json of a real run (it guards that folder's resume settings)
+        if rank == 0 and not _real_run_plan(out_dir / "plan.json"):
             write_plan(out_dir / "plan.json", plan, settings)
+            result.outputs["plan"] = out_dir / "plan.json"
         result.seconds = time.perf_counter() - t0
         return result
 

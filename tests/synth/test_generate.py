@@ -184,3 +184,12 @@ def test_sigkill_half_way_then_resume_gives_identical_bytes(tmp_path):
     assert not list(cut.rglob(".*.tmp"))
     assert (cut / "manifest.csv").read_bytes() == (ref / "manifest.csv").read_bytes()
     assert np.array_equal(read_cxr(cut / sorted(partial)[0]), read_cxr(ref / sorted(partial)[0]))
+
+
+def test_dry_run_does_not_overwrite_a_real_runs_plan(tmp_path):
+    rec, tab, gen = _setup(tmp_path)
+    out = tmp_path / "out"
+    run_synth(rec, out, generator=gen, table=tab, quota="to_count:3", batch_size=5)
+    before = (out / "plan.json").read_bytes()
+    res = run_synth(rec, out, table=tab, quota="to_head", dry_run=True)
+    assert (out / "plan.json").read_bytes() == before and "plan" not in res.outputs
