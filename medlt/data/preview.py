@@ -30,19 +30,45 @@ def preview_name(sample_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") + ".png"
 
 
-def to_display(image, modality: str, window: tuple[float, float] = (-1.0, 1.0)) -> np.ndarray:
-    """Model-space sample -> (H, W) float in [0, 1] ready to save, upright."""
+def to_display(image, modality: str, window: tuple[float, float] = (-1.0, 1.0),
+               voxel_mm: tuple[float, float, float] | None = None) -> np.ndarray:
+    """Model-space sample -> (H, W) float in [0, 1] ready to save, upright. CT volumes: the axial,
+    coronal and sagittal middle planes side by side; with `voxel_mm` each plane is stretched to
+    its physical aspect ratio (square display pixels of the in-plane voxel size)."""
     x = image.detach().cpu().numpy() if hasattr(image, "detach") else np.asarray(image)
     lo, hi = window
     x = np.clip((x - lo) / (hi - lo), 0.0, 1.0)
     if x.ndim == 3:  # (1, H, W): CXR or an axial slice
         return x[0]
     vol = x[0]  # (X, Y, Z) RAS
+    vx, vy, vz = voxel_mm or (1.0, 1.0, 1.0)
     cx, cy, cz = (s // 2 for s in vol.shape)
-    planes = [display_plane(vol[:, :, cz]), display_plane(vol[:, cy, :]), display_plane(vol[cx, :, :])]
+    planes = [_physical(display_plane(vol[:, :, cz]), vy / vx),
+              _physical(display_plane(vol[:, cy, :]), vz / vx),
+              _physical(display_plane(vol[cx, :, :]), vz / vx, col_scale=vy / vx)]
     height = max(p.shape[0] for p in planes)
     padded = [np.pad(p, ((0, height - p.shape[0]), (0, 1)), constant_values=0.0) for p in planes]
     return np.concatenate(padded, axis=1)[:, :-1]
+
+
+def _physical(plane: np.ndarray, row_scale: float, col_scale: float = 1.0) -> np.ndarray:
+    """Resize rows/cols by the voxel aspect (bilinear), leaving 1:1 planes untouched."""
+    h, w = plane.shape
+    nh, nw = max(1, round(h * row_scale)), max(1, round(w * col_scale))
+    if (nh, nw) == (h, w):
+        return np.ascontiguousarray(plane)
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(np.ascontiguousarray(plane, dtype=np.float32), mode="F")
+                      .resize((nw, nh), Image.BILINEAR), dtype=np.float32)
+
+
+def output_voxel_mm(data) -> tuple[float, float, float]:
+    """Voxel size of the preprocessed CT volume: spacing_mm * crop_size / image_size."""
+    sp = [float(s) for s in data.ct.spacing_mm]
+    if data.ct.crop_size is None:
+        return tuple(sp)
+    return tuple(s * c / n for s, c, n in zip(sp, data.ct.crop_size, data.image_size, strict=True))
 
 
 def write_previews(table: Table, split: str, out_dir: Path, *, limit: int = 16,
@@ -56,14 +82,15 @@ def write_previews(table: Table, split: str, out_dir: Path, *, limit: int = 16,
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     pngs, tiles = [], []
-    window = (-1.0, 1.0)
+    window, voxel = (-1.0, 1.0), None
     if table.modality == "ct":
         ct = table.data.ct
         window = (ct.hu_window[0] / ct.hu_scale, ct.hu_window[1] / ct.hu_scale)
+        voxel = output_voxel_mm(table.data)
     for i in progress(range(len(ds)), total=len(ds), desc=f"preview {split}", unit="img",
                       disable=not show_progress):
         item = ds[i]
-        img = to_display(item["image"], table.modality, window)
+        img = to_display(item["image"], table.modality, window, voxel)
         path = out_dir / preview_name(item["id"])
         write_png(path, img)
         pngs.append(path)

@@ -90,8 +90,12 @@ def test_preview_ct_three_planes(tmp_path, capsys):
     code, out, err = _run(["data", "preview", rec, "--out", str(tmp_path / "p")], capsys)
     assert code == 0, err
     img = np.asarray(Image.open(tmp_path / "p" / "train_1_a_1.png"))
-    # axial (Y=16 rows x X=20) | coronal (Z=10 x X=20) | sagittal (Z=10 x Y=16), one column gap each
-    assert img.shape == (16, 20 + 1 + 20 + 1 + 16)
+    # axial (Y=16 rows x X=20) | coronal (Z=10 x X=20) | sagittal (Z=10 x Y=16), one column gap each;
+    # voxels are 2 x 2 x 4 mm, so Z rows are doubled to the physical aspect
+    assert img.shape == (20, 20 + 1 + 20 + 1 + 16)
+    axial = img[:16, :20].astype(float)
+    # RAS volume whose intensity falls toward the patient's left: displayed rising left -> right
+    assert axial[8, 15] > axial[8, 4]
     assert (tmp_path / "p" / "contact_sheet.png").is_file()
 
 
