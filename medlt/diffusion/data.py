@@ -21,15 +21,19 @@ class TrainData:
     class_counts: list[int]
     label_vectors: torch.Tensor | None  # (N, K) multi-hot for multi-label, else None
     dataset: Dataset | None = None      # set: use it directly (tests); None: medlt.data.loaders
+    _recipe_dataset: Dataset | None = None
 
     def loader(self, recipe, batch_size: int, epoch: int) -> DataLoader:
         """Shuffled, drop_last loader whose order is a pure function of (recipe.seed, epoch)."""
         seed = derive_seed(recipe.seed, "train-data", epoch) % (2**31)
         if self.dataset is None:
-            from medlt.data.loaders import build_dataloader
+            from medlt.data.loaders import build_dataloader, build_dataset
 
+            if self._recipe_dataset is None:  # built once, reused every epoch
+                self._recipe_dataset = build_dataset(recipe, "train", augment=bool(recipe.data.augment))
             return build_dataloader(recipe, "train", batch_size, shuffle=True, drop_last=True,
-                                    balanced_q=recipe.data.class_balanced_q, seed=seed)
+                                    balanced_q=recipe.data.class_balanced_q, seed=seed,
+                                    dataset=self._recipe_dataset)
         if is_distributed():
             sampler = DistributedSampler(self.dataset, shuffle=True, seed=seed, drop_last=True)
         else:

@@ -45,13 +45,31 @@ def barrier() -> None:
         dist.barrier()
 
 
+class _AllGather(torch.autograd.Function):
+    """Forward: concatenate every rank's (B, ...) tensor. Backward: sum the gradient of the whole
+    gathered tensor over ranks (each rank's loss used every part) and keep this rank's slice."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        world = dist.get_world_size()
+        parts = [torch.empty_like(x) for _ in range(world)]
+        dist.all_gather(parts, x.contiguous())
+        ctx.rank, ctx.batch = dist.get_rank(), x.shape[0]
+        return torch.cat(parts, dim=0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        return grad[ctx.rank * ctx.batch:(ctx.rank + 1) * ctx.batch]
+
+
 def all_gather_with_grad(x: torch.Tensor) -> torch.Tensor:
-    """Concatenate `x` from every rank along dim 0; gradients flow back to this rank's part."""
+    """Concatenate `x` (same shape on every rank) from every rank along dim 0, in rank order;
+    gradients of every rank's loss flow back to each rank's own part."""
     if not is_distributed():
         return x
-    from torch.distributed.nn.functional import all_gather
-
-    return torch.cat(all_gather(x), dim=0)
+    return _AllGather.apply(x)
 
 
 def cleanup() -> None:

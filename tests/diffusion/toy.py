@@ -3,7 +3,9 @@ class c's images have mean intensity that grows with c, so a simple class statis
 
 from __future__ import annotations
 
+import os
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -81,8 +83,10 @@ def main(argv: list[str]) -> None:
     resume = "--resume" in argv
     sets = [a for a in argv[1:] if a != "--resume"]
     recipe = toy_recipe(out.parent, sets)
+    pause = float(os.environ.get("TOY_STEP_SLEEP_S", "0"))  # lets a test SIGKILL mid-run
+    hook = (lambda step, terms: time.sleep(pause)) if pause else None
     try:
-        train(recipe, out, resume=resume, data=toy_data())
+        train(recipe, out, resume=resume, data=toy_data(), step_hook=hook)
     finally:
         cleanup()
 
