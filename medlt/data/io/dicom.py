@@ -304,7 +304,7 @@ def _build(img01, *, synthetic: bool, meta: dict):
         if syntax == "rle":
             from pydicom.uid import RLELossless
 
-            ds.compress(RLELossless, pixels, encoding_plugin="pydicom")
+            ds.compress(RLELossless, pixels, encoding_plugin="pydicom", generate_instance_uid=False)
     return ds
 
 

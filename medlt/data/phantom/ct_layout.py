@@ -63,7 +63,7 @@ def volume_shape(image_size: int) -> tuple[int, int, int]:
 
 
 def write_ct_rate(out: Path, *, num_images: int, image_size: int, imbalance_ratio: float, seed: int,
-                  progress: Callable) -> dict[str, int]:
+                  progress: Callable) -> tuple[dict[str, int], list[str]]:
     from medlt.data.io import write_nifti
 
     classes = official_classes("ct-rate")
@@ -90,6 +90,7 @@ def write_ct_rate(out: Path, *, num_images: int, image_size: int, imbalance_rati
     shape = volume_shape(image_size)
     label_rows = {s: [] for s in CT_SPLITS}
     meta_rows = {s: [] for s in CT_SPLITS}
+    files: list[str] = []
     for split, pid, letter, recon, scan_idx in progress(jobs, total=len(jobs), desc="ct-rate volumes",
                                                         unit="vol"):
         name = f"{split}_{pid}_{letter}_{recon}.nii.gz"
@@ -108,6 +109,7 @@ def write_ct_rate(out: Path, *, num_images: int, image_size: int, imbalance_rati
         raw = np.round((hu - intercept) / slope).astype(np.int16)
         write_nifti(folder / name, raw, WRONG_HEADER_SPACING,
                     descrip="medlt CT-RATE phantom (raw values; spacing/HU in metadata CSV)")
+        files.append(str((folder / name).relative_to(out)))
         sxy = round(FOV_XY_MM / shape[0] * size_scale, 4)
         sz = round(FOV_Z_MM / shape[2] * size_scale, 4)
         label_rows[split].append({"VolumeName": name, **dict(zip(classes, (int(x) for x in vec), strict=True))})
@@ -116,8 +118,10 @@ def write_ct_rate(out: Path, *, num_images: int, image_size: int, imbalance_rati
                                  "Columns": shape[0], "NumberofSlices": shape[2], "PatientSex": sex,
                                  "PatientAge": f"{age:03d}Y"})
     for split in CT_SPLITS:
+        files += [f"multi_abnormality_labels/{split}_predicted_labels.csv",
+                  f"metadata/{METADATA_SPLIT[split]}_metadata.csv"]
         atomic_write_text(out / "multi_abnormality_labels" / f"{split}_predicted_labels.csv",
                           pd.DataFrame(label_rows[split], columns=["VolumeName", *classes]).to_csv(index=False))
         atomic_write_text(out / "metadata" / f"{METADATA_SPLIT[split]}_metadata.csv",
                           pd.DataFrame(meta_rows[split], columns=list(METADATA_COLUMNS)).to_csv(index=False))
-    return {s: len(r) for s, r in label_rows.items()}
+    return {s: len(r) for s, r in label_rows.items()}, files

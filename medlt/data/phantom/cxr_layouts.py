@@ -68,7 +68,7 @@ def _plan(fmt: str, *, num_images: int, imbalance_ratio: float, seed: int, multi
 
 def write_nih(out: Path, *, num_images: int, image_size: int, imbalance_ratio: float, seed: int,
               multi_label: bool, per_class_val: int, per_class_test: int, test_fraction: float,
-              progress: Callable) -> dict[str, int]:
+              progress: Callable) -> tuple[dict[str, int], list[str]]:
     from medlt.data.io import write_png
 
     layout = "nih-cxr-lt"
@@ -78,17 +78,20 @@ def write_nih(out: Path, *, num_images: int, image_size: int, imbalance_ratio: f
     splits = NIH_MULTI_SPLITS if multi_label else NIH_SINGLE_SPLITS
     patient_col = "subj_id" if multi_label else "subject_id"
     rows: dict[str, list[dict]] = {s: [] for s in splits}
+    files: list[str] = []
     cache: dict = {}
     for item in progress(items, total=len(items), desc=f"{layout} images", unit="img"):
         name = f"{item.patient:08d}_{item.index:03d}.png"
         write_png(out / name, _render(layout, seed, classes, item, image_size, cache))
+        files.append(name)
         row = {"id": name, **dict(zip(classes, item.labels, strict=True)), patient_col: item.patient}
         rows[item.split].append(row)
     for split in splits:
         fname = (f"miccai2023_nih-cxr-lt_labels_{split}.csv" if multi_label
                  else f"nih-cxr-lt_single-label_{split}.csv")
         _write_csv(out / fname, rows[split], ["id", *classes, patient_col])
-    return {s: len(r) for s, r in rows.items()}
+        files.append(fname)
+    return {s: len(r) for s, r in rows.items()}, files
 
 
 def _mimic_ids(seed: int, item: PlannedImage) -> tuple[int, int, str]:
@@ -125,7 +128,7 @@ def _mimic_dicom_meta(seed: int, subject_id: int, study_id: int, dicom_id: str) 
 
 def write_mimic(out: Path, *, num_images: int, image_size: int, imbalance_ratio: float, seed: int,
                 multi_label: bool, per_class_val: int, per_class_test: int, test_fraction: float,
-                progress: Callable) -> dict[str, int]:
+                progress: Callable) -> tuple[dict[str, int], list[str]]:
     from medlt.data.io import write_dicom, write_jpg
 
     layout = "mimic-cxr-lt"
@@ -136,6 +139,7 @@ def write_mimic(out: Path, *, num_images: int, image_size: int, imbalance_ratio:
                            multi_label=False, per_class_val=per_class_val,
                            per_class_test=per_class_test, test_fraction=test_fraction)
     rows: dict[str, list[dict]] = {s: [] for s in MIMIC_SPLITS}
+    files: list[str] = []
     cache: dict = {}
     for item in progress(items, total=len(items), desc=f"{layout} images", unit="img"):
         subject_id, study_id, dicom_id = _mimic_ids(seed, item)
@@ -144,9 +148,11 @@ def write_mimic(out: Path, *, num_images: int, image_size: int, imbalance_ratio:
         write_jpg(out / f"{rel}.jpg", img, quality=95)
         write_dicom(out / f"{rel}.dcm", img, synthetic=False,
                     meta=_mimic_dicom_meta(seed, subject_id, study_id, dicom_id))
+        files += [f"{rel}.jpg", f"{rel}.dcm"]
         rows[item.split].append({"subject_id": subject_id, "study_id": study_id, "dicom_id": dicom_id,
                                  "path": f"{rel}.jpg", **dict(zip(classes, item.labels, strict=True))})
     for split in MIMIC_SPLITS:
         _write_csv(out / f"mimic-cxr-lt_single-label_{split}.csv", rows[split],
                    ["subject_id", "study_id", "dicom_id", "path", *classes])
-    return {s: len(r) for s, r in rows.items()}
+        files.append(f"mimic-cxr-lt_single-label_{split}.csv")
+    return {s: len(r) for s, r in rows.items()}, files

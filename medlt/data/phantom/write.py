@@ -41,10 +41,6 @@ def _no_progress(it: Iterable, **_) -> Iterable:
     return it
 
 
-def _existing_files(out: Path) -> set[str]:
-    return {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
-
-
 def write_phantom(layout: str, out_dir: str | Path, *, num_images: int | None = None,
                   image_size: int | None = None, imbalance_ratio: float = 0.01, seed: int = 0,
                   multi_label: bool = False, per_class_val: int = 5, per_class_test: int = 10,
@@ -104,27 +100,26 @@ def write_phantom(layout: str, out_dir: str | Path, *, num_images: int | None = 
               "imbalance_ratio": float(imbalance_ratio), "seed": int(seed),
               "multi_label": bool(multi_label or layout == "ct-rate"), "per_class_val": per_class_val,
               "per_class_test": per_class_test, "test_fraction": test_fraction}
-    before = _existing_files(out)
     if layout == "nih-cxr-lt":
         from medlt.data.phantom.cxr_layouts import write_nih
 
-        counts = write_nih(out, num_images=num_images, image_size=image_size,
+        counts, written = write_nih(out, num_images=num_images, image_size=image_size,
                            imbalance_ratio=imbalance_ratio, seed=seed, multi_label=multi_label,
                            per_class_val=per_class_val, per_class_test=per_class_test,
                            test_fraction=test_fraction, progress=progress)
     elif layout == "mimic-cxr-lt":
         from medlt.data.phantom.cxr_layouts import write_mimic
 
-        counts = write_mimic(out, num_images=num_images, image_size=image_size,
+        counts, written = write_mimic(out, num_images=num_images, image_size=image_size,
                              imbalance_ratio=imbalance_ratio, seed=seed, multi_label=False,
                              per_class_val=per_class_val, per_class_test=per_class_test,
                              test_fraction=test_fraction, progress=progress)
     else:
         from medlt.data.phantom.ct_layout import write_ct_rate
 
-        counts = write_ct_rate(out, num_images=num_images, image_size=image_size,
+        counts, written = write_ct_rate(out, num_images=num_images, image_size=image_size,
                                imbalance_ratio=imbalance_ratio, seed=seed, progress=progress)
-    written = sorted((_existing_files(out) - (before - previous)) - {MARKER})
+    written = sorted(written)
     # remove what an earlier phantom wrote here and this one did not (only files it listed)
     for rel in sorted(previous - set(written) - {MARKER}):
         p = out / rel

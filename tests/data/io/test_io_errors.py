@@ -6,6 +6,8 @@ import pytest
 from medlt.data.io import read_cxr, write_dicom, write_jpg, write_png
 from medlt.errors import DataError
 
+pytestmark = pytest.mark.filterwarnings("ignore:End of file reached before delimiter")
+
 
 def test_missing_file(tmp_path):
     with pytest.raises(DataError, match="nope.png.*not found"):
