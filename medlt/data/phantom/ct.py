@@ -227,10 +227,12 @@ def _coronary_calcification(b: Body, rng):
 def _hiatal_hernia(b: Body, rng):
     g = b.g
     c = (-0.05, -0.12, b.a.dome_left + 0.02)
-    sac = g.ellipsoid(c, (0.14, 0.12, 0.14))
-    b.hu[sac] = 20.0
-    b.hu[sac & (g.z > c[2])] = -1000.0
-    b.hu[sac & (g.ell_r(c, (0.14, 0.12, 0.14)) > 0.8)] = 40.0
+    r = (0.19, 0.15, 0.17)
+    sac = g.ellipsoid(c, r)
+    b.hu[sac] = 40.0  # wall
+    inner = g.ell_r(c, r) <= 0.85
+    b.hu[inner] = 20.0  # fluid
+    b.hu[inner & (g.z > c[2] - 0.03)] = -1000.0  # gas above the air-fluid level
 
 
 def _lymphadenopathy(b: Body, rng):
