@@ -33,8 +33,9 @@ def comparison_blocks(dirs: list[str | Path]) -> list[tuple]:
     key = "mean_per_class_balanced_accuracy_tpr_tnr" if multi else "balanced_accuracy"
     gkey = "group_mean_balanced_accuracy_tpr_tnr" if multi else "group_mean_recall"
     extra = ("macro_auroc", "mean_average_precision") if multi else ("macro_f1", "mcc")
-    headers = ["run", "trained on", "method", "role", "bAcc" + (" (TPR+TNR)/2" if multi else ""), "head", "medium",
-               "tail", *extra, "FID overall", "feature extractor"]
+    pretty = {"macro_f1": "macro-F1", "mcc": "MCC", "macro_auroc": "macro AUROC", "mean_average_precision": "mAP"}
+    headers = ["run", "trained on", "method", "role", "bAcc" + (" (TPR+TNR)/2" if multi else " (mean recall)"),
+               "head", "medium", "tail", *[pretty[e] for e in extra], "FID overall", "feature extractor"]
     rows = []
     for d, r in zip(dirs, reps):
         gen = r.get("generation") or {}
