@@ -97,8 +97,8 @@ def sample_grid_png(grid: dict[str, dict[str, list]], per_class: int) -> bytes:
     plt = _plt()
     names = list(grid)
     cols = 2 * per_class
-    fig, axes = plt.subplots(len(names), cols, figsize=(1.3 * cols + 1.5, 1.3 * len(names) + 0.6),
-                             squeeze=False)
+    fig, axes = plt.subplots(len(names), cols, figsize=(1.1 * cols + 1.8, 1.1 * len(names) + 0.5),
+                             squeeze=False, layout="constrained")
     for r, name in enumerate(names):
         for side, offset in (("real", 0), ("synthetic", per_class)):
             imgs = grid[name][side]
@@ -111,6 +111,9 @@ def sample_grid_png(grid: dict[str, dict[str, list]], per_class: int) -> bytes:
                     s.set_linewidth(2)
                 if c < len(imgs):
                     ax.imshow(np.asarray(imgs[c]), cmap="gray", vmin=0, vmax=1)
+                else:
+                    ax.text(0.5, 0.5, "none", ha="center", va="center", fontsize=7, color="#888",
+                            transform=ax.transAxes)
                 if r == 0:
                     ax.set_title(side, fontsize=8)
         axes[r, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
