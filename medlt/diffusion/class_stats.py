@@ -40,3 +40,31 @@ def class_statistics(gen_by_class: dict[int, torch.Tensor], real_by_class: dict[
         corrs.append(corr)
     return {"centroid_accuracy": hits / max(total, 1), "chance": 1.0 / len(classes),
             "finding_correlation": sum(corrs) / len(corrs), "per_class": per_class}
+
+
+def real_images_by_class(recipe, role: str = "train", max_per_class: int = 64) -> dict[int, torch.Tensor]:
+    """Model-space images of each class (multi-label: images that contain the class)."""
+    from medlt.data.loaders import build_dataset
+
+    ds = build_dataset(recipe, role)
+    out: dict[int, list[torch.Tensor]] = {}
+    for i in range(len(ds)):
+        item = ds[i]
+        y = torch.as_tensor(item["label"])
+        classes = torch.nonzero(y > 0).flatten().tolist() if y.dim() else [int(y)]
+        for c in classes:
+            if len(out.setdefault(c, [])) < max_per_class:
+                out[c].append(torch.as_tensor(item["image"]).float())
+    return {c: torch.stack(v) for c, v in out.items()}
+
+
+def generated_by_class(gen, classes: list[int], per_class: int, *, guidance_scale: float,
+                       num_inference_steps: int, seed: int = 0) -> dict[int, torch.Tensor]:
+    """`per_class` samples per class (multi-label: the one-hot vector of the class)."""
+    k = gen.label_space.num_classes
+    labels = torch.tensor(classes).repeat_interleave(per_class)
+    if gen.label_space.multi_label:
+        labels = torch.nn.functional.one_hot(labels, k).float()
+    seeds = list(range(seed, seed + len(classes) * per_class))
+    x = gen.generate(labels, seeds, guidance_scale=guidance_scale, num_inference_steps=num_inference_steps)
+    return {c: x[i * per_class:(i + 1) * per_class] for i, c in enumerate(classes)}

@@ -9,10 +9,13 @@ from torch import nn
 
 
 class EMA:
-    """shadow ← decay·shadow + (1 − decay)·param after every optimizer step; buffers copied."""
+    """shadow ← d·shadow + (1 − d)·param after every optimizer step, d = min(decay, (1+n)/(10+n))
+    after n updates (the usual EMA warm-up, so short runs are not dominated by the initial weights);
+    buffers copied."""
 
-    def __init__(self, model: nn.Module, decay: float):
+    def __init__(self, model: nn.Module, decay: float, num_updates: int = 0):
         self.decay = float(decay)
+        self.num_updates = int(num_updates)
         self.model = copy.deepcopy(model).eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
@@ -21,7 +24,9 @@ class EMA:
     def update(self, model: nn.Module) -> None:
         ema_params = list(self.model.parameters())
         params = [p.detach() for p in model.parameters()]
-        torch._foreach_lerp_(ema_params, params, 1.0 - self.decay)
+        d = min(self.decay, (1 + self.num_updates) / (10 + self.num_updates))
+        self.num_updates += 1
+        torch._foreach_lerp_(ema_params, params, 1.0 - d)
         for eb, b in zip(self.model.buffers(), model.buffers()):
             eb.copy_(b)
 

@@ -138,6 +138,7 @@ def train(recipe: Recipe, out_dir: str | Path, *, resume: bool = False, data: Tr
         _check_resume(state, recipe, ckpt_path)
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
+        ema.num_updates = int(state["step"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["lr_scheduler"])
         step = int(state["step"])
