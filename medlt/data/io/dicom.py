@@ -134,10 +134,6 @@ def read_dicom01(path: str | Path) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------- write
-_IDENTIFIER_KEYS = {"PatientName", "PatientID", "PatientBirthDate", "PatientSex", "PatientAge",
-                    "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "StudyID",
-                    "AccessionNumber", "InstitutionName", "ReferringPhysicianName", "StudyDate",
-                    "StudyTime", "OtherPatientIDs", "FrameOfReferenceUID"}
 #: meta keys write_dicom(synthetic=True) accepts (none of them identifies anyone)
 SYNTHETIC_META_KEYS = {"ViewPosition", "ImageComments", "SeriesDescription", "PixelSpacing",
                        "BodyPartExamined", "Modality", "ContentLabel", "DerivationDescription"}
@@ -260,9 +256,13 @@ def _build(img01, *, synthetic: bool, meta: dict):
         ds.SeriesDescription = str(meta.pop("SeriesDescription", "CHEST"))
         ds.ViewPosition = str(meta.pop("ViewPosition", "PA"))
         ds.PresentationIntentType = "FOR PRESENTATION"
+        from pydicom.datadict import tag_for_keyword
+
+        unknown = sorted(k for k in meta if tag_for_keyword(k) is None)
+        if unknown:
+            raise ValueError(f"meta keys {unknown} are neither DICOM keywords nor write_dicom "
+                             f"controls {sorted(_CONTROL_KEYS)}")
         for key, value in meta.items():
-            if key in _CONTROL_KEYS:
-                continue
             setattr(ds, key, value)
 
     ds.SamplesPerPixel = 1

@@ -121,6 +121,8 @@ def test_writers_reject_bad_arrays(tmp_path):
     with pytest.raises(ValueError, match="transfer_syntax"):
         write_dicom(tmp_path / "a.dcm", np.zeros((4, 4)), synthetic=False,
                     meta={"transfer_syntax": "jpeg2000"})
+    with pytest.raises(ValueError, match="Patient_Id"):
+        write_dicom(tmp_path / "a.dcm", np.zeros((4, 4)), synthetic=False, meta={"Patient_Id": "x"})
     assert not list(tmp_path.iterdir())
 
 
