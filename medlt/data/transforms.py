@@ -133,7 +133,7 @@ def ct_volume_transforms(data: DataConfig, *, augment: bool = False):
     pad = lo / ct.hu_scale
     steps = [
         LoadCTd(keys=("image",)),
-        Orientationd(keys=("image",), axcodes="RAS"),
+        Orientationd(keys=("image",), axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S"))),
         Spacingd(keys=("image",), pixdim=tuple(ct.spacing_mm), mode="bilinear", padding_mode="border"),
         ScaleIntensityRanged(keys=("image",), a_min=lo, a_max=hi, b_min=lo / ct.hu_scale,
                              b_max=hi / ct.hu_scale, clip=True),

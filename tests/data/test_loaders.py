@@ -49,3 +49,19 @@ def test_multi_label_ct_batches(tmp_path):
     assert b["image"].shape == (2, 1, 8, 8, 4) and b["image"].dtype == torch.float32
     assert b["label"].shape == (2, 18) and b["label"].dtype == torch.float32
     assert set(np.unique(b["label"].numpy())) <= {0.0, 1.0}
+
+
+def test_distributed_sampler_under_torch_distributed(tmp_path):
+    import torch.distributed as dist
+    from torch.utils.data import DistributedSampler
+
+    write_nih(tmp_path / "d")
+    r = recipe(tmp_path, format="nih-cxr-lt", root=str(tmp_path / "d"), image_size=[16, 16])
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
+    try:
+        dl = build_dataloader(r, "train", 4, shuffle=True, seed=1)
+        assert isinstance(dl.sampler, DistributedSampler) and dl.sampler.seed == 1
+        bal = build_dataloader(r, "train", 4, shuffle=True, balanced_q=0.5)
+        assert isinstance(bal.sampler, ClassBalancedSampler) and bal.sampler.world_size == 1
+    finally:
+        dist.destroy_process_group()
