@@ -131,7 +131,15 @@ def generation_metrics(recipe: Recipe, table, groups: list[str], synthetic_dir: 
                 on_batch(f, x, y, [str(i) for i in batch["id"]])
 
     real_f, real_ids = [], []
-    stream(real_ds, "real", lambda f, x, y, ids: (real_f.append(f), real_ids.extend(ids)))
+    real_ref, reference = real_ds, "real training split"
+    cap = ev.max_real_reference
+    if cap is not None and len(real_ds) > cap:
+        from torch.utils.data import Subset
+
+        g = torch.Generator().manual_seed(recipe.seed)
+        real_ref = Subset(real_ds, sorted(torch.randperm(len(real_ds), generator=g)[:cap].tolist()))
+        reference = f"seeded uniform subset of {cap} of the {len(real_ds)} real training images"
+    stream(real_ref, "real", lambda f, x, y, ids: (real_f.append(f), real_ids.extend(ids)))
     memo = MemorizationAccumulator(torch.cat(real_f), real_ids, names, percentile=ev.memorization_percentile,
                                    top_k=ev.memorization_pairs_saved)
     del real_f
@@ -145,7 +153,7 @@ def generation_metrics(recipe: Recipe, table, groups: list[str], synthetic_dir: 
     stream(syn_ds, "synthetic", on_syn)
     fid = stats.compute(kid_subset_size=ev.kid_subset_size, kid_num_subsets=ev.kid_num_subsets)
     result = {"synthetic_dir": str(Path(synthetic_dir).resolve()), "n_synthetic": len(syn_ds),
-              "n_real_train": len(real_ds), "real_reference": "real training split",
+              "n_real_train": len(real_ref), "real_reference": reference,
               "feature_extractor": extractor.name, "fid_kid": fid}
     if planes:
         per_plane = {p: st.compute(kid_subset_size=ev.kid_subset_size, kid_num_subsets=ev.kid_num_subsets)

@@ -46,6 +46,9 @@ class EvaluateConfig(Section):
     ms_ssim_kernel_size: int = 3
     ms_ssim_weights: list[float] = Field(default_factory=lambda: [0.3, 0.4, 0.3])
     batch_size: int = 64
+    #: real reference for FID/KID/memorization: at most this many real training images (seeded
+    #: uniform subset); None = the whole training split
+    max_real_reference: int | None = None
     #: images per class in the report's sample grids (real beside synthetic)
     grid_images_per_class: int = 4
     #: test roles scored by `medlt evaluate` (absent roles, e.g. test_longtail: null, are skipped)

@@ -90,7 +90,7 @@ def build_blocks(result: dict, assets: dict) -> list[tuple]:
     if gen:
         b.append(("h", 2, "Synthetic images"))
         b.append(("p", f"{gen['n_synthetic']} synthetic images from `{gen['synthetic_dir']}` against "
-                       f"{gen['n_real_train']} real training images. Feature extractor: `{gen['feature_extractor']}` "
+                       f"{gen['n_real_train']} real images ({gen.get('real_reference', 'real training split')}). Feature extractor: `{gen['feature_extractor']}` "
                        f"(FID/KID are only comparable under the same extractor)."))
         if gen.get("warning"):
             b.append(("p", "Warning: " + gen["warning"]))

@@ -148,6 +148,14 @@ def test_cli_error_paths(world, tmp_path, capsys):
     code, _, err = run_cli(["evaluate", r, "--classifier", world["base"] / "clf_real", "--synthetic", bad,
                             "--out", tmp_path / "e"], capsys)
     assert code != 0 and "expected 'synthetic'" in err and "row" in err
+    # a capped real reference is used and reported
+    code, _, err = run_cli(["evaluate", r, "--classifier", world["base"] / "clf_real", "--synthetic",
+                            world["base"] / "syn", "--out", tmp_path / "capped", "--set",
+                            "evaluate.max_real_reference=20", "--set", "evaluate.roles=[test]"], capsys)
+    assert code == 0, err
+    gen = json.loads((tmp_path / "capped" / "report.json").read_text())["generation"]
+    assert gen["n_real_train"] == 20 and "subset of 20 of the 62" in gen["real_reference"]
+    assert gen["fid_kid"]["scopes"]["overall"]["n_real"] == 20
     code, _, err = run_cli(["report", tmp_path], capsys)
     assert code != 0 and "no report.json" in err
     code, _, err = run_cli(["classify", r, "--out", tmp_path / "c", "--train-manifest", tmp_path / "x.csv"], capsys)
