@@ -86,3 +86,24 @@ def test_file_without_pixel_data_is_a_data_error():
     path = _file("rtplan.dcm")
     with pytest.raises(DataError, match="rtplan.dcm.*no pixel data"):
         read_cxr(path)
+
+
+@pytest.mark.parametrize("name", ["MR_small_bigendian.dcm", "MR_small_implicit.dcm", "MR_small_expb.dcm",
+                                  "MR_small_padded.dcm"])
+def test_other_syntaxes_of_the_same_image_read_identically(name):
+    """Big endian, implicit VR and padded encodings of MR_small read to the very same image."""
+    np.testing.assert_array_equal(read_cxr(_file(name)), read_cxr(_file("MR_small.dcm")))
+
+
+def test_jpeg2000_file_reads_or_names_the_syntax():
+    path = _file("JPEG2000.dcm")
+    try:
+        a = read_cxr(path)
+    except DataError as e:  # Pillow built without OpenJPEG
+        assert "JPEG2000.dcm" in str(e) and "JPEG 2000" in str(e)
+    else:
+        ds = pydicom.dcmread(path)
+        assert a.shape == ds.pixel_array.shape
+        # no VOI window: the full signed 16-bit stored range, so a linear map of the stored values
+        expected = (ds.pixel_array.astype(np.float64) + 32768) / 65535
+        np.testing.assert_allclose(a, expected, atol=1e-6)
