@@ -121,12 +121,14 @@ def write_phantom(layout: str, out_dir: str | Path, *, num_images: int | None = 
                                imbalance_ratio=imbalance_ratio, seed=seed, progress=progress)
     written = sorted(written)
     # remove what an earlier phantom wrote here and this one did not (only files it listed)
+    emptied: set[Path] = set()
     for rel in sorted(previous - set(written) - {MARKER}):
         p = out / rel
         if p.is_file():
             p.unlink()
-    for d in sorted((p for p in out.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
-        if not any(d.iterdir()):
+            emptied.update(q for q in p.parents if out in q.parents)
+    for d in sorted(emptied, key=lambda q: -len(q.parts)):  # folders only those files lived in
+        if d.is_dir() and not any(d.iterdir()):
             os.rmdir(d)
     atomic_write_text(out / MARKER, json.dumps({"generator": "medlt phantom", "parameters": params,
                                                 "images_per_split": counts, "files": written},

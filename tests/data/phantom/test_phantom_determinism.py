@@ -62,3 +62,13 @@ def test_bad_arguments(tmp_path, kw, match):
     with pytest.raises(DataError, match=match):
         write_phantom(kw.pop("layout"), tmp_path / "x", **kw)
     assert not (tmp_path / "x").exists()
+
+
+def test_rewrite_with_other_layout_cleans_old_tree(tmp_path):
+    out = tmp_path / "p"
+    write_phantom("mimic-cxr-lt", out, num_images=10, image_size=16, per_class_val=1, per_class_test=1)
+    (out / "files" / "mine").mkdir()
+    write_phantom("ct-rate", out, num_images=4, image_size=16)
+    assert not list(out.rglob("*.dcm")) and not list(out.glob("mimic-cxr-lt_*.csv"))
+    assert sorted(p.name for p in (out / "files").iterdir()) == ["mine"]  # user folder kept
+    assert list(out.rglob("*.nii.gz"))
