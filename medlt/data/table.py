@@ -97,9 +97,13 @@ def collect(data: DataConfig) -> tuple[Table, list[Problem]]:
 
     names = list(space.names)
     pos = frame[names].to_numpy(dtype=np.int64).sum(axis=1) if len(frame) else np.zeros(0, int)
+    # rows of a file that lacks class columns would all repeat that one problem: skip them here
+    incomplete = {p.file for p in problems if p.code == "missing-class-column"}
     if not space.multi_label:
         for i in np.flatnonzero(pos != 1):
             r = frame.iloc[i]
+            if r["csv_file"] in incomplete:
+                continue
             what = "no positive class" if pos[i] == 0 else \
                 f"{pos[i]} positive classes {space.decode(r[names].to_numpy())}"
             problems.append(Problem(r["csv_file"], int(r["csv_row"]),

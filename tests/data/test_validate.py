@@ -91,3 +91,30 @@ def test_missing_label_csv_for_a_role(tmp_path):
     problems = validate(recipe(tmp_path, format="nih-cxr-lt", root=str(tmp_path / "nih")), show_progress=False)
     assert [p.code for p in problems] == ["missing-split"]
     assert "data.splits.val = 'balanced-val'" in problems[0].message
+
+
+def test_missing_class_column_is_reported_once_not_per_row(tmp_path):
+    files = write_nih(tmp_path / "nih")
+    df = pd.read_csv(files["train"], dtype=str).drop(columns=["No Finding"])  # rows 1, 21 had it
+    df.to_csv(files["train"], index=False)
+    problems = validate(recipe(tmp_path, format="nih-cxr-lt", root=str(tmp_path / "nih")), show_progress=False)
+    assert [(p.row, p.code) for p in problems] == [(None, "missing-class-column")]
+
+
+def test_manifest_misspelt_class_column_is_named(tmp_path):
+    root = tmp_path / "m"
+    root.mkdir()
+    from medlt.data.io import write_png
+    from tests.data.builders import upright_image
+
+    rows = []
+    for i, split in enumerate(["train", "val", "test"]):
+        write_png(root / f"{i}.png", upright_image())
+        rows.append({"image": f"{i}.png", "patient_id": f"p{i}", "split": split, "Atelectasis": 1,
+                     "Cardiomegally": 0, "seed": i})
+    pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
+    r = recipe(tmp_path, format="manifest", root=str(root), classes=["Atelectasis", "Cardiomegaly"],
+               splits={"train": "train", "val": "val", "test": "test", "test_longtail": None})
+    problems = validate(r, show_progress=False)
+    assert sorted(p.code for p in problems) == ["missing-class-column", "unknown-class-column"]
+    assert any("'Cardiomegally'" in p.message and "Cardiomegaly" in p.message for p in problems)
