@@ -105,7 +105,7 @@ def main() -> None:
     for r in rows:
         print(f"{r['n']:>12} {r['peak_mib']:>9.1f} {r['seconds']:>8.2f} {r['n'] * args.dim * 4 / 2**20:>18.1f} "
               f"{r['n'] ** 2 * 4 / 2**20:>16.1f} {r['fid_overall']:>8.3f} {r['near_copies']:>11}")
-    for a, b in zip(rows, rows[1:]):
+    for a, b in zip(rows, rows[1:], strict=False):
         print(f"peak-memory ratio {b['n']}/{a['n']} vectors: {b['peak_mib'] / max(a['peak_mib'], 1e-9):.2f}x "
               f"(input grew {b['n'] / a['n']:.0f}x)")
     print("(growth up to 14 scopes x 1000-vector KID reservoirs x D floats = the reservoirs filling; "

@@ -122,7 +122,7 @@ def generation_metrics(recipe: Recipe, table, groups: list[str], synthetic_dir: 
             stats.update(side, f, y)
             for plane, sl in (middle_slices(x).items() if planes else ()):
                 planes[plane].update(side, extractor_2d(sl), y)
-            for img, lab in zip(x, y):
+            for img, lab in zip(x, y, strict=True):
                 for c in _classes_of(lab):
                     bucket = grid[names[c]][side]
                     if len(bucket) < n_grid:
@@ -142,7 +142,7 @@ def generation_metrics(recipe: Recipe, table, groups: list[str], synthetic_dir: 
     stream(real_ref, "real", lambda f, x, y, ids: (real_f.append(f), real_ids.extend(ids)))
     memo = MemorizationAccumulator(torch.cat(real_f), real_ids, names, percentile=ev.memorization_percentile,
                                    top_k=ev.memorization_pairs_saved)
-    del real_f
+    real_f.clear()  # the accumulator holds its own copy
     div = ClassDiversity(names, kernel_size=ev.ms_ssim_kernel_size, weights=ev.ms_ssim_weights,
                          max_pairs=ev.ms_ssim_max_pairs, seed=recipe.seed)
 

@@ -63,7 +63,7 @@ def group_mean_recall(recalls: Sequence[float], groups: Sequence[str]) -> dict[s
     """Mean recall of the head / medium / tail classes (NaN recalls skipped); None for an empty group."""
     out: dict[str, float | None] = {}
     for g in GROUPS:
-        vals = [r for r, gg in zip(recalls, groups) if gg == g and not math.isnan(r)]
+        vals = [r for r, gg in zip(recalls, groups, strict=True) if gg == g and not math.isnan(r)]
         out[g] = float(np.mean(vals)) if vals else None
     return out
 

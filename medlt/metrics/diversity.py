@@ -28,7 +28,7 @@ class ClassDiversity:
 
     def update(self, images: torch.Tensor, labels: torch.Tensor) -> None:
         labels = torch.as_tensor(labels)
-        for img, lab in zip(images, labels):
+        for img, lab in zip(images, labels, strict=True):
             classes = [int(lab)] if lab.ndim == 0 else [int(c) for c in torch.nonzero(lab > 0.5).flatten()]
             for c in classes:
                 bucket = self._imgs.setdefault(c, [])

@@ -41,7 +41,7 @@ class FeatureReservoir:
         idx = self.seen + torch.arange(x.shape[0], dtype=torch.float64)
         j = torch.floor(torch.rand(x.shape[0], generator=self._gen, dtype=torch.float64) * (idx + 1)).long()
         keep = j < self.capacity
-        for row, slot in zip(x[keep], j[keep].tolist()):
+        for row, slot in zip(x[keep], j[keep].tolist(), strict=True):
             self.rows[slot] = row
         self.seen += x.shape[0]
 

@@ -60,7 +60,7 @@ class MemorizationAccumulator:
                 heapq.heapreplace(self._heap, item)
 
     def compute(self) -> dict:
-        share = [float(f / t) if t else None for f, t in zip(self.flagged, self.total)]
+        share = [float(f / t) if t else None for f, t in zip(self.flagged, self.total, strict=True)]
         pairs = sorted(self._heap, key=lambda it: -it[0])
         return {
             "definition": f"Share of synthetic images whose nearest real training image (feature space, "
@@ -69,9 +69,9 @@ class MemorizationAccumulator:
             "threshold_distance": self.threshold,
             "near_copy_share_overall": (self.flagged_all / self.total_all) if self.total_all else None,
             "near_copies_overall": int(self.flagged_all),
-            "per_class_near_copy_share": dict(zip(self.class_names, share)),
-            "per_class_near_copies": dict(zip(self.class_names, self.flagged.tolist())),
-            "per_class_synthetic": dict(zip(self.class_names, self.total.tolist())),
+            "per_class_near_copy_share": dict(zip(self.class_names, share, strict=True)),
+            "per_class_near_copies": dict(zip(self.class_names, self.flagged.tolist(), strict=True)),
+            "per_class_synthetic": dict(zip(self.class_names, self.total.tolist(), strict=True)),
             "closest_pairs": [{"synthetic_id": s, "real_id": r, "distance": -nd,
                                "near_copy": bool(-nd < self.threshold)} for nd, _, s, r in pairs],
         }

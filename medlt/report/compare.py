@@ -26,7 +26,7 @@ def load_report(d: str | Path) -> dict:
 def comparison_blocks(dirs: list[str | Path]) -> list[tuple]:
     reps = [load_report(d) for d in dirs]
     names = reps[0]["label_space"]["names"]
-    for d, r in zip(dirs, reps):
+    for d, r in zip(dirs, reps, strict=True):
         if r["label_space"]["names"] != names:
             raise DataError(f"{d}: classes differ from {dirs[0]}'s; runs on different label spaces can't be compared")
     multi = reps[0]["label_space"]["multi_label"]
@@ -37,7 +37,7 @@ def comparison_blocks(dirs: list[str | Path]) -> list[tuple]:
     headers = ["run", "trained on", "method", "role", "bAcc" + (" (TPR+TNR)/2" if multi else " (mean recall)"),
                "head", "medium", "tail", *[pretty[e] for e in extra], "FID overall", "feature extractor"]
     rows = []
-    for d, r in zip(dirs, reps):
+    for d, r in zip(dirs, reps, strict=True):
         gen = r.get("generation") or {}
         for role, m in r["classification"].items():
             if "skipped" in m:
@@ -50,7 +50,7 @@ def comparison_blocks(dirs: list[str | Path]) -> list[tuple]:
     if not multi:
         for role in ("test", "test_longtail"):
             series = {f"{Path(d).name} ({r['classifier']['train_source']})": r["classification"][role]["per_class_recall"]
-                      for d, r in zip(dirs, reps) if "per_class_recall" in r["classification"].get(role, {})}
+                      for d, r in zip(dirs, reps, strict=True) if "per_class_recall" in r["classification"].get(role, {})}
             if series:
                 title = f"Per-class recall, {ROLE_TITLES.get(role, role)}"
                 blocks.append(("img", f"compare_recall_{role}.png",

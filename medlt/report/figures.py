@@ -124,7 +124,7 @@ def sample_grid_png(grid: dict[str, dict[str, list]], per_class: int) -> bytes:
 def pair_png(synthetic01, real01, *, title: str, labels: tuple[str, str]) -> bytes:
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(5, 2.9))
-    for ax, img, lab in zip(axes, (synthetic01, real01), labels):
+    for ax, img, lab in zip(axes, (synthetic01, real01), labels, strict=True):
         ax.imshow(np.asarray(img), cmap="gray", vmin=0, vmax=1)
         ax.set_title(lab, fontsize=8)
         ax.axis("off")

@@ -76,10 +76,10 @@ def build_blocks(result: dict, assets: dict) -> list[tuple]:
             b.append(("table", ["class", "group", "train images", "bAcc (TPR+TNR)/2", "AUROC", "AP"],
                       [[n, g, c, x, y, z] for n, g, c, x, y, z in zip(
                           names, groups, counts, m["per_class_balanced_accuracy_tpr_tnr"], m["per_class_auroc"],
-                          m["per_class_average_precision"])]))
+                          m["per_class_average_precision"], strict=True)]))
         else:
             b.append(("table", ["class", "group", "train images", "recall"],
-                      [[n, g, c, x] for n, g, c, x in zip(names, groups, counts, m["per_class_recall"])]))
+                      [[n, g, c, x] for n, g, c, x in zip(names, groups, counts, m["per_class_recall"], strict=True)]))
             b.append(("img", f"recall_{r}.png", figures.per_class_bars_png(
                 names, {clf["train_source"]: m["per_class_recall"]}, ylabel="recall",
                 title=f"Per-class recall, {title}"), f"Per-class recall, {title}"))

@@ -28,7 +28,7 @@ def _rows(root, split, label_sets, rng, prefix, source="real", shift=0.0):
         name = f"{prefix}_{split}_{i}.nii.gz"
         write_nifti(root / "vol" / name, _volume(rng, lab, shift), SPACING, descrip=f"{source} test volume")
         row = {"id": name, "image": f"vol/{name}", "patient_id": f"{prefix}{split}{i}", "split": split,
-               **{c: int(v) for c, v in zip(CLASSES, lab)}, "source": source,
+               **{c: int(v) for c, v in zip(CLASSES, lab, strict=True)}, "source": source,
                "spacing_x": SPACING[0], "spacing_y": SPACING[1], "spacing_z": SPACING[2],
                "rescale_slope": 1.0, "rescale_intercept": 0.0}
         rows.append(row)

@@ -34,7 +34,8 @@ def test_running_moments_equal_batch():
     assert torch.allclose(rm.mean, x.double().mean(0), atol=1e-9)
     assert torch.allclose(rm.covariance, torch.from_numpy(np.cov(x.double().numpy(), rowvar=False)), atol=1e-8)
     a, b = M.RunningMoments(), M.RunningMoments()
-    a.update(x[:300]); b.update(x[300:])
+    a.update(x[:300])
+    b.update(x[300:])
     a.merge(b)
     assert torch.allclose(a.covariance, rm.covariance, atol=1e-8)
 
