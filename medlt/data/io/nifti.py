@@ -78,10 +78,25 @@ def _positive_finite(path, name, value) -> float:
     return v
 
 
+def _header_scaling(path: Path) -> tuple[float, float]:
+    """The header's scl_slope/scl_inter as nibabel applies them on read ((1, 0) when unset)."""
+    import nibabel as nib
+
+    proxy = nib.load(str(path)).dataobj
+    slope, inter = getattr(proxy, "slope", 1.0), getattr(proxy, "inter", 0.0)
+    slope = 1.0 if slope is None or not math.isfinite(float(slope)) or float(slope) == 0 else float(slope)
+    inter = 0.0 if inter is None or not math.isfinite(float(inter)) else float(inter)
+    return slope, inter
+
+
 def load_ct_hu(path: str | Path, spacing_mm: Sequence[float], rescale_slope: float,
                rescale_intercept: float):
     """Read a NIfTI CT volume -> MetaTensor (1, X, Y, Z) float32 in HU, RAS, whose affine carries
-    `spacing_mm` (header spacing ignored; header axis directions and origin kept)."""
+    `spacing_mm` (header spacing ignored; header axis directions and origin kept).
+
+    HU = stored * rescale_slope + rescale_intercept, where "stored" are the integers in the file:
+    a header scl_slope/scl_inter (which nibabel would apply) is undone first, so the metadata's
+    rescale is never applied on top of another one."""
     import torch
     from monai.data import MetaTensor, NibabelReader
     from monai.transforms import LoadImage, Orientation
@@ -106,11 +121,15 @@ def load_ct_hu(path: str | Path, spacing_mm: Sequence[float], rescale_slope: flo
         raise DataError(f"{path}: cannot read NIfTI volume ({type(e).__name__}: {first})") from None
     if img.ndim != 4 or img.shape[0] != 1:
         raise DataError(f"{path}: expected a single 3D volume, got shape {tuple(img.shape)}")
+    stored_slope, stored_inter = _header_scaling(path)
     img = Orientation(axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S")))(img)
     aff = img.affine.to(torch.float64).clone()
     directions = aff[:3, :3] / torch.linalg.norm(aff[:3, :3], dim=0, keepdim=True)
     aff[:3, :3] = directions * torch.tensor(spacing, dtype=torch.float64)
-    arr = img.as_tensor().to(torch.float32) * slope + intercept
+    arr = img.as_tensor().to(torch.float32)
+    if (stored_slope, stored_inter) != (1.0, 0.0):  # undo header scl_* scaling: back to stored values
+        arr = (arr - stored_inter) / stored_slope
+    arr = arr * slope + intercept
     meta = dict(img.meta)
     meta.pop("affine", None)
     meta["spacing_source"] = "metadata"

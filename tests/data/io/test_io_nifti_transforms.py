@@ -127,3 +127,12 @@ def test_load_cxrd_all_formats(tmp_path, pattern):
         assert t.meta["filename_or_obj"] == str(p) and out["label"] == 3
     with pytest.raises(DataError, match="missing.png"):
         LoadCXRd(keys="image")({"image": str(tmp_path / "missing.png")})
+
+
+def test_header_scaling_is_not_applied_twice(tmp_path, raw_volume):
+    """Metadata slope/intercept apply to the stored integers even when the header has scl_*."""
+    img = nib.Nifti1Image(raw_volume, np.eye(4))
+    img.header.set_slope_inter(2.0, -100.0)
+    nib.save(img, tmp_path / "scl.nii.gz")
+    t = LoadCTd("image")({"image": str(tmp_path / "scl.nii.gz"), **META})["image"]
+    np.testing.assert_allclose(t[0].numpy(), raw_volume.astype(np.float32) - 1024.0)
