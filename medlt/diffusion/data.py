@@ -64,7 +64,7 @@ def from_recipe(recipe) -> TrainData:
     counts = [int(c) for c in table.class_counts(role="train")]
     vectors = None
     if ls.multi_label:
-        vectors = torch.as_tensor(table.label_matrix(table.role("train")), dtype=torch.float32)
+        vectors = torch.tensor(table.label_matrix(table.role("train")), dtype=torch.float32)
     if sum(counts) == 0:
         raise DataError(f"{recipe.data.labels or recipe.data.root}: the training split has no labelled images")
     return TrainData(ls, counts, vectors, None)

@@ -114,6 +114,8 @@ def train(recipe: Recipe, out_dir: str | Path, *, resume: bool = False, data: Tr
     if not resume and ckpt_path.is_file():
         raise MedltError(f"{ckpt_path} exists: pass --resume to continue that run, or choose another --out")
     seed_everything(derive_seed(recipe.seed, "train", info.rank) % (2**63))
+    # recipe problems first (before any data is read)
+    regs = build_regularizers(recipe.regularizers, fine_tuning=tc.init_checkpoint is not None)
 
     data = data or from_recipe(recipe)
     ls = data.label_space
@@ -130,7 +132,6 @@ def train(recipe: Recipe, out_dir: str | Path, *, resume: bool = False, data: Tr
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_factor(tc.warmup_steps))
     scheduler = build_scheduler(recipe.diffusion)
-    regs = build_regularizers(recipe.regularizers, fine_tuning=tc.init_checkpoint is not None)
 
     step = 0
     if resume:
