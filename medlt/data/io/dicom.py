@@ -81,8 +81,8 @@ def dataset_to_unit(ds, arr: np.ndarray) -> np.ndarray:
                          f"(NumberOfFrames={ds.get('NumberOfFrames', 1)})")
     x = apply_modality_lut(arr, ds).astype(np.float64)
     if "VOILUTSequence" in ds and len(ds.VOILUTSequence) > 0:
-        y = apply_voi_lut(arr if "ModalityLUTSequence" in ds else x, ds, index=0,
-                          prefer_lut=True).astype(np.float64)
+        lut_in = arr if "ModalityLUTSequence" in ds else np.round(x).astype(np.int64)  # LUTs index integers
+        y = apply_voi_lut(lut_in, ds, index=0, prefer_lut=True).astype(np.float64)
         item = ds.VOILUTSequence[0]
         out_bits = int(item.LUTDescriptor[2])
         out = y / (2.0 ** out_bits - 1)

@@ -136,3 +136,30 @@ def test_formats_agree_with_each_other(tmp_path, pattern):
     for r in reads[1:]:
         assert r.shape == reads[0].shape
         assert np.abs(r - reads[0]).mean() < 0.01
+
+
+def test_voi_lut_sequence_is_applied(tmp_path, pattern):
+    """A VOILUTSequence (here: an inverting LUT) takes precedence over the missing window."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    p = write_dicom(tmp_path / "lut.dcm", pattern, synthetic=False, meta={"bits_stored": 12})
+    ds = pydicom.dcmread(p)
+    del ds.WindowCenter, ds.WindowWidth
+    item = Dataset()
+    item.LUTDescriptor = [4096, 0, 16]
+    item.LUTData = [int(round((1 - v / 4095) * 65535)) for v in range(4096)]
+    item["LUTData"].VR = "US"
+    ds.VOILUTSequence = Sequence([item])
+    ds.save_as(p)
+    np.testing.assert_allclose(read_cxr(p), 1.0 - pattern, atol=0.5 / 4095 + 1e-5)
+
+
+def test_no_window_uses_full_stored_range(tmp_path, pattern):
+    p = write_dicom(tmp_path / "nw.dcm", pattern, synthetic=False,
+                    meta={"bits_stored": 12, "rescale_slope": 2.0, "rescale_intercept": -100.0})
+    ds = pydicom.dcmread(p)
+    del ds.WindowCenter, ds.WindowWidth
+    ds.save_as(p)
+    # stored 0..4095 -> modality -100..8090 -> [0, 1]: same picture as with the window
+    np.testing.assert_allclose(read_cxr(p), pattern, atol=0.5 / 4095 + 1e-5)
