@@ -93,7 +93,8 @@ def collect(data: DataConfig) -> tuple[Table, list[Problem]]:
                      if rows.known_splits else "")
             problems.append(Problem(str(data.labels or data.root), None, "missing-split",
                                     f"data.splits.{role} = '{split}' but no label rows for that split "
-                                    f"were found; {where}"))
+                                    f"were found; {where} (or set it to null if the data has no "
+                                    f"such role)"))
 
     names = list(space.names)
     pos = frame[names].to_numpy(dtype=np.int64).sum(axis=1) if len(frame) else np.zeros(0, int)

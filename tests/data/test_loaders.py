@@ -19,11 +19,22 @@ def test_persistent_cache_is_reused_and_invalidated(tmp_path):
     again = build_dataset(r, "train")
     assert all(torch.equal(a, again[i]["image"]) for i, a in enumerate(first))
     assert sorted((tmp_path / "cache").rglob("*.pt")) == files  # nothing recomputed
+    # an edited image is re-processed, not served stale from the cache
+    import time
+
+    from medlt.data.io import write_png
+
+    time.sleep(0.01)
+    write_png(tmp_path / "d" / "train_0000.png", np.zeros((48, 40), np.float32))
+    edited = build_dataset(r, "train")[0]["image"]
+    assert torch.all(edited == -1) and not torch.equal(edited, first[0])
+    files = sorted((tmp_path / "cache").rglob("*.pt"))
     # another size -> another cache folder, never a stale hit
     r2 = recipe(tmp_path, format="nih-cxr-lt", root=str(tmp_path / "d"), image_size=[16, 16],
                 cache_dir=str(tmp_path / "cache"))
     assert build_dataset(r2, "train")[0]["image"].shape == (1, 16, 16)
     assert len({p.parent for p in (tmp_path / "cache").rglob("*.pt")}) == 2
+    assert len(files) == 4
 
 
 def test_dataloader_shuffle_seeded_and_balanced(tmp_path):
