@@ -84,6 +84,9 @@ def collect(data: DataConfig) -> tuple[Table, list[Problem]]:
     problems = list(rows.problems)
     frame = filter_views(data, rows.frame.copy(), problems)
     root = Path(data.root)
+    if not root.is_dir():
+        problems.append(Problem(str(root), None, "missing-root", "data.root is not a folder (set it with "
+                                                                 "--set data.root=DIR)"))
 
     present = set(frame["split"])
     for role in ROLES:
@@ -91,7 +94,10 @@ def collect(data: DataConfig) -> tuple[Table, list[Problem]]:
         if split is not None and split not in present:
             where = (f"known splits of format '{data.format}': {list(rows.known_splits)}"
                      if rows.known_splits else "")
-            problems.append(Problem(str(data.labels or data.root), None, "missing-split",
+            expected = rows.split_files.get(split)
+            if expected is not None and not Path(expected).is_file():
+                where = f"label CSV not found; {where}"
+            problems.append(Problem(str(expected or data.labels or data.root), None, "missing-split",
                                     f"data.splits.{role} = '{split}' but no label rows for that split "
                                     f"were found; {where} (or set it to null if the data has no "
                                     f"such role)"))

@@ -90,6 +90,7 @@ def test_missing_label_csv_for_a_role(tmp_path):
     files["balanced-val"].unlink()
     problems = validate(recipe(tmp_path, format="nih-cxr-lt", root=str(tmp_path / "nih")), show_progress=False)
     assert [p.code for p in problems] == ["missing-split"]
+    assert problems[0].file == str(files["balanced-val"]) and "label CSV not found" in problems[0].message
     assert "data.splits.val = 'balanced-val'" in problems[0].message
 
 

@@ -35,6 +35,8 @@ class SourceRows:
     problems: list[Problem] = field(default_factory=list)
     #: official split names this format knows (for messages about data.splits)
     known_splits: tuple[str, ...] = ()
+    #: official split name -> the label CSV it is read from (for "file not found" messages)
+    split_files: dict[str, Path] = field(default_factory=dict)
 
 
 Reader = Callable[[DataConfig, LabelSpace], SourceRows]

@@ -124,4 +124,5 @@ def read_ct_rate(cfg: DataConfig, space: LabelSpace) -> SourceRows:
         for f in CT_FIELDS:
             part[f] = pd.Series(fields[f], dtype="float64").to_numpy()
         parts.append(part)
-    return SourceRows(assemble(parts, space, CT_FIELDS), space, "ct", problems, known_splits=SPLITS)
+    return SourceRows(assemble(parts, space, CT_FIELDS), space, "ct", problems, known_splits=SPLITS,
+                      split_files={s: label_file(labels_dir, s) for s in SPLITS})

@@ -52,4 +52,5 @@ def read_mimic(cfg: DataConfig, space: LabelSpace) -> SourceRows:
         images = [with_extension(p, cfg.extension) for p in df["path"]]
         parts.append(split_part(df, labels, space, ids=df["dicom_id"].str.strip(), images=images,
                                 patients=df["subject_id"].str.strip(), split=split, path=path))
-    return SourceRows(assemble(parts, space), space, "cxr", problems, known_splits=SPLITS)
+    return SourceRows(assemble(parts, space), space, "cxr", problems, known_splits=SPLITS,
+                      split_files=files)

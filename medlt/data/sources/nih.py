@@ -54,4 +54,4 @@ def read_nih(cfg: DataConfig, space: LabelSpace) -> SourceRows:
         parts.append(split_part(df, labels, space, ids=ids, images=ids, patients=df[patient_col].str.strip(),
                                 split=split, path=path))
     return SourceRows(assemble(parts, space), space, "cxr", problems,
-                      known_splits=tuple(files), )
+                      known_splits=tuple(files), split_files=files)
