@@ -184,3 +184,12 @@ def test_ucl_negatives_gathered_across_ranks(tmp_path):
     r = _torchrun([str(Path(__file__).with_name("ddp_ucl_check.py")), str(tmp_path)], _env())
     assert r.returncode == 0, r.stderr[-3000:]
     assert (tmp_path / "ok0").exists() and (tmp_path / "ok1").exists()
+
+
+@pytest.mark.parametrize("mode", ["time-embedding", "cross-attention"])
+def test_bf16_autocast_path_multi_label(mode, tmp_path):
+    recipe = toy_recipe(tmp_path, ["training.precision=bf16", "training.max_steps=2", ALL,
+                                   f"model.multi_label_conditioning={mode}"], multi_label=True)
+    train(recipe, tmp_path / "run", data=toy_data(multi_label=True))
+    rows = read_metrics(tmp_path / "run" / "metrics.csv")
+    assert all(torch.isfinite(torch.tensor(float(r["loss"]))) for r in rows)
