@@ -163,3 +163,18 @@ def test_cli_error_paths(world, tmp_path, capsys):
     code, _, err = run_cli(["classify", r, "--out", tmp_path / "c", "--set", "classifier.architecture=resnet51"],
                            capsys)
     assert code != 0 and "resnet" in err
+
+
+def test_crt_through_cli_uses_class_balanced_loader(world, capsys):
+    b = world["base"]
+    code, _, err = run_cli(["classify", world["recipe"], "--out", b / "clf_crt", "--set", "classifier.method=crt",
+                            "--set", "classifier.epochs=1", "--set", "classifier.crt_epochs=1"], capsys)
+    assert code == 0, err
+    hist = json.loads((b / "clf_crt" / "history.json").read_text())
+    assert [h["stage"] for h in hist] == ["main", "crt"]
+    from medlt.utils.checkpoint import load_checkpoint
+
+    main_ = load_checkpoint(b / "clf_crt" / "checkpoints" / "best_main.pt")["model"]
+    final = load_checkpoint(b / "clf_crt" / "checkpoints" / "best.pt")
+    assert final["stage"] == "crt"
+    assert all(torch.equal(main_[k], final["model"][k]) for k in main_ if k.startswith("backbone."))
