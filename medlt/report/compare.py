@@ -9,7 +9,7 @@ from pathlib import Path
 from medlt.errors import DataError
 from medlt.report import figures
 from medlt.report.document import to_html, to_markdown
-from medlt.report.write import ROLE_TITLES, _g
+from medlt.report.write import _g, role_title
 
 
 def load_report(d: str | Path) -> dict:
@@ -43,7 +43,7 @@ def comparison_blocks(dirs: list[str | Path]) -> list[tuple]:
             if "skipped" in m:
                 continue
             rows.append([Path(d).name, r["classifier"]["train_source"], r["classifier"]["method"],
-                         ROLE_TITLES.get(role, role), m.get(key), *[_g(m, gkey, g) for g in ("head", "medium", "tail")],
+                         role_title(role, m), m.get(key), *[_g(m, gkey, g) for g in ("head", "medium", "tail")],
                          *[m.get(e) for e in extra], _g(gen, "fid_kid", "scopes", "overall", "fid"),
                          gen.get("feature_extractor", "–")])
     blocks = [("h", 1, "medlt run comparison"), ("table", headers, rows)]
@@ -52,7 +52,8 @@ def comparison_blocks(dirs: list[str | Path]) -> list[tuple]:
             series = {f"{Path(d).name} ({r['classifier']['train_source']})": r["classification"][role]["per_class_recall"]
                       for d, r in zip(dirs, reps, strict=True) if "per_class_recall" in r["classification"].get(role, {})}
             if series:
-                title = f"Per-class recall, {ROLE_TITLES.get(role, role)}"
+                first = next(r["classification"][role] for r in reps if role in r["classification"])
+                title = f"Per-class recall, {role_title(role, first)}"
                 blocks.append(("img", f"compare_recall_{role}.png",
                                figures.per_class_bars_png(names, series, ylabel="recall", title=title), title))
     return blocks

@@ -35,7 +35,10 @@ def _g(d, *keys):
     return d
 
 
-ROLE_TITLES = {"test": "balanced test", "test_longtail": "long-tailed test", "val": "validation"}
+def role_title(role: str, metrics: dict) -> str:
+    """Recipe role plus the official split playing it, e.g. "test (balanced-test)"."""
+    split = metrics.get("split")
+    return f"{role} ({split})" if split else role
 
 
 def build_blocks(result: dict, assets: dict) -> list[tuple]:
@@ -55,12 +58,12 @@ def build_blocks(result: dict, assets: dict) -> list[tuple]:
     cls = result["classification"]
     if multi:
         headers = ["role", "n", "mean per-class bAcc (TPR+TNR)/2", "head", "medium", "tail", "macro AUROC", "mAP"]
-        rows = [[ROLE_TITLES.get(r, r), m.get("n"), m.get("mean_per_class_balanced_accuracy_tpr_tnr"),
+        rows = [[role_title(r, m), m.get("n"), m.get("mean_per_class_balanced_accuracy_tpr_tnr"),
                  *[_g(m, "group_mean_balanced_accuracy_tpr_tnr", g) for g in ("head", "medium", "tail")],
                  m.get("macro_auroc"), m.get("mean_average_precision")] for r, m in cls.items() if "skipped" not in m]
     else:
         headers = ["role", "n", "balanced accuracy (mean recall)", "head", "medium", "tail", "macro-F1", "MCC"]
-        rows = [[ROLE_TITLES.get(r, r), m.get("n"), m.get("balanced_accuracy"),
+        rows = [[role_title(r, m), m.get("n"), m.get("balanced_accuracy"),
                  *[_g(m, "group_mean_recall", g) for g in ("head", "medium", "tail")],
                  m.get("macro_f1"), m.get("mcc")] for r, m in cls.items() if "skipped" not in m]
     b.append(("table", headers, rows))
@@ -70,8 +73,8 @@ def build_blocks(result: dict, assets: dict) -> list[tuple]:
     for r, m in cls.items():
         if "skipped" in m:
             continue
-        title = ROLE_TITLES.get(r, r)
-        b.append(("h", 3, f"Per class, {title} (split {m['split']})"))
+        title = role_title(r, m)
+        b.append(("h", 3, f"Per class, {title}"))
         if multi:
             b.append(("table", ["class", "group", "train images", "bAcc (TPR+TNR)/2", "AUROC", "AP"],
                       [[n, g, c, x, y, z] for n, g, c, x, y, z in zip(

@@ -76,7 +76,7 @@ def test_write_report_files_and_numbers(tmp_path):
     assert back["classifier"]["checkpoint_sha256"] == "cd" * 32 and back["recipe_sha256"] == "ab" * 32
     md = paths["md"].read_text()
     bacc = res["classification"]["test"]["balanced_accuracy"]
-    assert f"| balanced test | 60 | {fmt(bacc)} |" in md
+    assert f"| test (balanced-test) | 60 | {fmt(bacc)} |" in md
     assert "Role test_longtail skipped" in md and "unit-extractor" in md
     for link in re.findall(r"\]\((figures/[^)]+)\)", md):
         assert (tmp_path / link).stat().st_size > 0
