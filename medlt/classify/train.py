@@ -18,6 +18,7 @@ Resuming: re-running with the same RUN continues after the last completed epoch.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,6 +184,9 @@ def fit_classifier(recipe: Recipe, data: ClassifierData, run_dir: str | Path, *,
             epoch += 1
             history.append({"stage": name, "epoch": epoch, "train_loss": float(np.mean(losses)) if losses
                             else float("nan"), "val_score": score})
+            if show_progress:
+                print(f"{name} epoch {epoch}/{n_epochs}: train loss {history[-1]['train_loss']:.4f}, "
+                      f"val score {score:.4f}{' (best so far)' if score > best else ''}", file=sys.stderr)
             if score > best:
                 best = score
                 save_checkpoint(ckdir / "best.pt", {**common, "model": model.state_dict(), "stage": name,
