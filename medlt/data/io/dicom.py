@@ -332,6 +332,6 @@ def write_dicom(path: str | Path, img01: np.ndarray, *, synthetic: bool,
         ds = _build(img01, synthetic=synthetic, meta=meta or {})
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
-    with atomic_path(path) as tmp:
+    with atomic_path(path, fsync=False) as tmp:
         ds.save_as(str(tmp), enforce_file_format=True)
     return Path(path)

@@ -65,7 +65,7 @@ def write_nifti(path: str | Path, hu: np.ndarray, spacing_mm: Sequence[float], *
         raw = gzip.compress(raw, compresslevel=6, mtime=0)
     elif not path.name.endswith(".nii"):
         raise ValueError(f"{path}: NIfTI file name must end in .nii or .nii.gz")
-    return atomic_write_bytes(path, raw)
+    return atomic_write_bytes(path, raw, fsync=False)
 
 
 def _positive_finite(path, name, value) -> float:

@@ -66,7 +66,7 @@ def write_png(path: str | Path, img01: np.ndarray) -> Path:
     from PIL import Image
 
     data = to_uint8(img01)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, fsync=False) as tmp:
         Image.fromarray(data).save(tmp, format="PNG")
     return Path(path)
 
@@ -76,6 +76,6 @@ def write_jpg(path: str | Path, img01: np.ndarray, quality: int = 95) -> Path:
     from PIL import Image
 
     data = to_uint8(img01)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, fsync=False) as tmp:
         Image.fromarray(data).save(tmp, format="JPEG", quality=int(quality))
     return Path(path)
