@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from medlt.errors import DataError
 from medlt.metrics.nearest import nearest_neighbours
 
 
@@ -27,6 +28,8 @@ class MemorizationAccumulator:
     def __init__(self, real_features: torch.Tensor, real_ids: Sequence[str], class_names: Sequence[str],
                  *, percentile: float = 5.0, top_k: int = 8, chunk: int = 1024):
         self.real = torch.as_tensor(real_features, dtype=torch.float32).reshape(len(real_features), -1)
+        if self.real.shape[0] < 2:
+            raise DataError(f"memorization needs at least 2 real training images, got {self.real.shape[0]}")
         self.real_ids = list(real_ids)
         self.class_names = list(class_names)
         self.percentile = percentile
