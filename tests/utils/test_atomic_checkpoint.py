@@ -11,6 +11,10 @@ from medlt.utils.checkpoint import file_sha256, load_checkpoint, save_checkpoint
 from medlt.utils.seeding import derive_seed, rng_state, seed_everything, set_rng_state
 
 
+class Evil:
+    """An arbitrary class: a pickle that would run code on load; weights_only must refuse it."""
+
+
 def test_atomic_write_leaves_old_file_on_failure(tmp_path):
     target = tmp_path / "a.txt"
     atomic_write_text(target, "old")
@@ -37,9 +41,6 @@ def test_checkpoint_errors(tmp_path):
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="bad.pt"):
         load_checkpoint(bad)
-
-    class Evil:
-        pass
 
     torch.save({"obj": Evil()}, tmp_path / "evil.pt")
     with pytest.raises(CheckpointError, match="evil.pt"):
