@@ -48,13 +48,22 @@ def test_cli_dry_run_synth_then_data_validate_and_stats(tmp_path):
     assert r.exit_code == 0 and "0 file(s) written" in r.output
 
 
-def test_cli_errors_are_one_line(tmp_path):
-    import subprocess
-    import sys
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    import pytest
+
+    from medlt.cli import main
 
     recipe = write_manifest_dataset(tmp_path / "real", NAMES, COUNTS)
-    env_cmd = [sys.executable, "-m", "medlt", "synth", str(recipe), "--out", str(tmp_path / "o")]
-    r = subprocess.run(env_cmd + ["--quota", "to_count:x", "--dry-run"], capture_output=True, text=True)
-    assert r.returncode == 2 and "to_count:N" in r.stderr and "Traceback" not in r.stderr
-    r = subprocess.run(env_cmd, capture_output=True, text=True)
-    assert r.returncode != 0 and "--checkpoint" in r.stderr and "Traceback" not in r.stderr
+    base = ["synth", str(recipe), "--out", str(tmp_path / "o")]
+    with pytest.raises(SystemExit) as e:
+        main(base + ["--quota", "to_count:x", "--dry-run"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "to_count:N" in err and "Traceback" not in err and len(err.splitlines()) == 1
+    with pytest.raises(SystemExit) as e:
+        main(base)
+    err = capsys.readouterr().err
+    assert e.value.code != 0 and "--checkpoint" in err and "Traceback" not in err
+    with pytest.raises(SystemExit) as e:
+        main(base + ["--checkpoint", str(tmp_path / "missing.pt")])
+    err = capsys.readouterr().err
+    assert e.value.code != 0 and "missing.pt" in err and "Traceback" not in err

@@ -144,3 +144,21 @@ def test_output_format_must_fit_dataset(tmp_path, fmt, out_fmt):
 
     with pytest.raises(RecipeError, match="output_format"):
         resolve_layout(fmt, out_fmt, spacing_mm=(1, 1, 1))
+
+
+def test_dicom_shards_have_identical_pixels(tmp_path):
+    """DICOM files carry fresh UIDs and a write time (write_dicom(synthetic=True)), so bytes differ
+    between runs; the pixels are the same however the work is split."""
+    ls = LabelSpace.official("mimic-cxr-lt")
+    rec = make_recipe(tmp_path / "real", "mimic-cxr-lt")
+    tab = make_table(tmp_path / "real", ls, one_hot_rows([3, 1] + [2] * 17), fmt="mimic-cxr-lt")
+    gen = FakeGenerator(ls, image_shape=(1, 16, 16))
+    kw = dict(generator=gen, table=tab, quota="to_head", batch_size=4)
+    run_synth(rec, tmp_path / "one", **kw)
+    run_synth(rec, tmp_path / "two", rank=1, world_size=2, **kw)
+    run_synth(rec, tmp_path / "two", rank=0, world_size=2, **kw)
+    one = sorted((tmp_path / "one").rglob("*.dcm"))
+    assert len(one) == 19
+    for p in one:
+        q = tmp_path / "two" / p.relative_to(tmp_path / "one")
+        assert np.array_equal(pydicom.dcmread(p).pixel_array, pydicom.dcmread(q).pixel_array)
