@@ -145,13 +145,13 @@ class _Runner:
                     proba = self.classifier.predict_proba(torch.from_numpy(x))
                     proba = proba.detach().float().cpu().numpy() if hasattr(proba, "detach") else np.asarray(proba)
                     keep = _confidence(proba, batch, self.multi_label) >= float(self.min_confidence)
-            for j, xi, ok in zip(batch, x, keep):
+            for j, xi, ok in zip(batch, x, keep, strict=True):
                 path = self.out_dir / self.layout.relpath(j)
                 if ok and not path.is_file():
                     self.layout.write(path, xi, j)
                     self.written += 1
             if self.classifier is not None:
-                rec = {"rejected": [j.id for j, ok in zip(batch, keep) if not ok]}
+                rec = {"rejected": [j.id for j, ok in zip(batch, keep, strict=True) if not ok]}
                 atomic_write_text(self._record_path(batch), json.dumps(rec) + "\n")
             self.generated += 1
             for _ in batch:

@@ -47,7 +47,7 @@ def synthetic_rows(jobs: Sequence[Job], layout: OutputLayout, label_space: Label
     for j in jobs:
         row: dict[str, Any] = {"id": j.id, "image": layout.relpath(j), "patient_id": synthetic_patient_id(j),
                                "split": train_split}
-        row.update({n: int(v) for n, v in zip(label_space.names, j.label)})
+        row.update({n: int(v) for n, v in zip(label_space.names, j.label, strict=True)})
         row.update({"source": "synthetic", "seed": str(j.seed),
                     "checkpoint_sha256": settings.get("checkpoint_sha256"),
                     "guidance_scale": settings.get("guidance_scale"), "sampler": settings.get("sampler"),
@@ -124,7 +124,7 @@ def _ct_rate_side_files(out_dir: Path, syn: pd.DataFrame, label_space: LabelSpac
     names = [Path(p).name for p in syn["image"]]
     meta = pd.DataFrame({
         "VolumeName": names,
-        "XYSpacing": [f"[{x:g}, {y:g}]" for x, y in zip(syn["spacing_x"], syn["spacing_y"])],
+        "XYSpacing": [f"[{x:g}, {y:g}]" for x, y in zip(syn["spacing_x"], syn["spacing_y"], strict=True)],
         "ZSpacing": syn["spacing_z"].astype(float),
         "RescaleSlope": syn["rescale_slope"].astype(float),
         "RescaleIntercept": syn["rescale_intercept"].astype(float),

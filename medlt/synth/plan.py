@@ -82,7 +82,7 @@ def build_plan(label_space: LabelSpace, train_labels: np.ndarray, quota: str | Q
         jobs = multi_label_jobs(names, y, targets, recipe_seed)
         rule = MULTI_LABEL_RULE
     else:
-        jobs = single_label_jobs(names, [t - r for t, r in zip(targets, real)], recipe_seed)
+        jobs = single_label_jobs(names, [t - r for t, r in zip(targets, real, strict=True)], recipe_seed)
         rule = SINGLE_LABEL_RULE
     added = np.zeros(len(names), np.int64)
     for j in jobs:
@@ -134,7 +134,7 @@ def check_resume(path: str | Path, plan: SynthPlan, settings: dict[str, Any]) ->
     try:
         old = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as e:
-        raise DataError(f"{path}: unreadable plan ({e.__class__.__name__}); remove it or use another --out")
+        raise DataError(f"{path}: unreadable plan ({e.__class__.__name__}); remove it or use another --out") from None
     old_settings = old.get("settings") or {}
     if old_settings.get("checkpoint_sha256") is None:  # a dry-run plan: nothing generated yet
         return False

@@ -84,4 +84,4 @@ def class_targets(real_counts: Sequence[int], quota: str | Quota) -> list[int]:
 
 def images_to_generate(real_counts: Sequence[int], quota: str | Quota) -> list[int]:
     """Single-label: images to generate per class = target - real."""
-    return [t - int(c) for t, c in zip(class_targets(real_counts, quota), real_counts)]
+    return [t - int(c) for t, c in zip(class_targets(real_counts, quota), real_counts, strict=True)]

@@ -107,7 +107,7 @@ def ct_output_spacing(data) -> tuple[float, float, float]:
     crop = getattr(data.ct, "crop_size", None)
     size = list(data.image_size)
     if crop is not None and len(size) == 3:
-        sp = [s * c / n for s, c, n in zip(sp, crop, size)]
+        sp = [s * c / n for s, c, n in zip(sp, crop, size, strict=True)]
     return (sp[0], sp[1], sp[2])
 
 

@@ -31,7 +31,7 @@ class FakeGenerator:
         self.calls.append({"labels": labels.clone(), "seeds": list(seeds), "guidance_scale": guidance_scale,
                            "steps": num_inference_steps, "sampler": sampler})
         out = []
-        for lab, s in zip(labels, seeds):
+        for lab, s in zip(labels, seeds, strict=True):
             g = torch.Generator().manual_seed(int(s))
             x = torch.rand(self.image_shape, generator=g) * 2 - 1
             shift = float(lab.float().sum() if lab.dim() else lab.float()) * 0.01
@@ -86,7 +86,7 @@ def make_table(root: Path, label_space: LabelSpace, train_labels: np.ndarray, *,
             if write_images:
                 io.write_png(path, rng.random((8, 8)))
         row = {"id": rid, "image": str(path), "patient_id": f"pat{i}", "split": split, "source": "real"}
-        row.update({n: int(v) for n, v in zip(label_space.names, vec)})
+        row.update({n: int(v) for n, v in zip(label_space.names, vec, strict=True)})
         if fmt == "ct-rate":
             row.update({"spacing_x": 2.0, "spacing_y": 2.0, "spacing_z": 3.0, "rescale_slope": 1.0,
                         "rescale_intercept": 0.0})

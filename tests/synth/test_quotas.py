@@ -45,7 +45,7 @@ def test_nih_official_counts_to_head():
 
     counts = list(official_train_counts("nih-cxr-lt").values())
     gen = images_to_generate(counts, "to_head")
-    assert gen[0] == 0 and all(c + g == max(counts) for c, g in zip(counts, gen))
+    assert gen[0] == 0 and all(c + g == max(counts) for c, g in zip(counts, gen, strict=True))
 
 
 def test_single_label_jobs_round_robin_and_counts():
