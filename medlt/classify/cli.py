@@ -26,13 +26,19 @@ def classify(
     Softmax cross-entropy (single-label) or BCE (multi-label); classifier.method picks plain ERM,
     class-balanced reweighting or decoupled cRT. The model is selected on the val role's balanced
     accuracy. Example: medlt classify recipes/phantom/nih_cxr_lt.yaml --out runs/clf-real
+    Multi-GPU / multi-process: torchrun --nproc_per_node N -m medlt classify ... (DDP).
     """
     from medlt.classify.data import classifier_data
     from medlt.classify.train import fit_classifier
+    from medlt.utils.distributed import cleanup, init_distributed
 
     r = load_recipe_cli(recipe, sets)
+    info = init_distributed(r.classifier.device)  # before the loaders, so torchrun shards training
     data = classifier_data(r, train_manifest=train_manifest, train_root=train_root)
-    summary = fit_classifier(r, data, out)
+    summary = fit_classifier(r, data, out, show_progress=info.is_main)
+    cleanup()
+    if not info.is_main:
+        return
     typer.echo(f"best {summary['selection_metric']}: {summary['best_val_score']:.4f}  "
                f"-> {out / 'checkpoints' / 'best.pt'}")
 

@@ -57,7 +57,11 @@ def classifier_data(recipe: Recipe, *, train_manifest: str | Path | None = None,
     seed = derive_seed(recipe.seed, "classifier-data")
     bs = cfg.per_rank_batch_size
     train = build_dataloader(train_recipe, "train", bs, shuffle=True, seed=seed, dataset=train_ds)
-    val = build_dataloader(recipe, "val", bs, shuffle=False)
+    from monai.data import DataLoader
+
+    # never sharded: under torchrun every rank scores the whole val set, so model selection agrees
+    val = DataLoader(build_dataset(recipe, "val"), batch_size=bs, shuffle=False,
+                     num_workers=recipe.data.num_workers)
     frame = table.role("train")
     n_syn = int((frame["source"] == "synthetic").sum()) if "source" in frame.columns else 0
     return ClassifierData(

@@ -13,6 +13,8 @@ cRT: the main stage trains with plain cross-entropy; then the best main-stage we
 the final linear layer is re-initialised and re-trained alone (backbone frozen, BatchNorm in eval
 mode) for `crt_epochs` with class-balanced sampling (`data.balanced_train`).
 Resuming: re-running with the same RUN continues after the last completed epoch.
+Under torchrun each rank trains on its share of every batch (DDP; DATA's loaders shard the
+training set), scores the full val set (identical on every rank), and rank 0 writes the files.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from medlt.metrics.classification import balanced_accuracy, mean_per_class_balan
 from medlt.recipe import Recipe, dump_resolved, recipe_to_dict
 from medlt.utils.atomic import atomic_write_text
 from medlt.utils.checkpoint import load_checkpoint, save_checkpoint
+from medlt.utils.distributed import barrier, init_distributed, is_distributed
 from medlt.utils.seeding import derive_seed, rng_state, seed_everything, set_rng_state
 
 
@@ -107,7 +110,10 @@ def fit_classifier(recipe: Recipe, data: ClassifierData, run_dir: str | Path, *,
     dump_resolved(recipe, run / "recipe.yaml")
     if cfg.method == "crt" and data.balanced_train is None:
         raise DataError("classifier.method 'crt' needs a class-balanced training loader")
-    device = resolve_device(cfg.device)
+    info = init_distributed(cfg.device)  # torchrun: DDP (gloo on CPU, NCCL on GPU); else rank 0 of 1
+    device = info.device
+    main_rank = info.is_main
+    show_progress = show_progress and main_rank
     ls = data.label_space
     seed_everything(derive_seed(recipe.seed, "classifier"))
     model = build_classifier_net(cfg, data.spatial_dims, ls.num_classes).to(device)
@@ -132,7 +138,8 @@ def fit_classifier(recipe: Recipe, data: ClassifierData, run_dir: str | Path, *,
     def enter_crt():
         best_main = load_checkpoint(ckdir / "best.pt")
         model.load_state_dict(best_main["model"])
-        save_checkpoint(ckdir / "best_main.pt", best_main)
+        if main_rank:
+            save_checkpoint(ckdir / "best_main.pt", best_main)
         model.reset_head()
         for p in model.backbone.parameters():
             p.requires_grad_(False)
@@ -150,6 +157,16 @@ def fit_classifier(recipe: Recipe, data: ClassifierData, run_dir: str | Path, *,
         set_rng_state(state["rng"])
 
     common = _checkpoint_common(recipe, data, model)
+
+    def wrap():
+        """The module that trains: DDP over the trainable parameters under torchrun."""
+        if not is_distributed():
+            return model
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        return DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    train_model = wrap()
     stages = [("main", cfg.epochs)] + ([("crt", cfg.crt_epochs)] if cfg.method == "crt" else [])
     for name, n_epochs in stages:
         if name == "main" and stage == "crt":
@@ -157,6 +174,7 @@ def fit_classifier(recipe: Recipe, data: ClassifierData, run_dir: str | Path, *,
         if name == "crt" and stage == "main":
             stage, epoch, best = "crt", 0, -1.0
             opt = enter_crt()
+            train_model = wrap()
         while epoch < n_epochs:
             loader = data.balanced_train() if name == "crt" else data.train
             sampler = getattr(loader, "sampler", None)
@@ -170,7 +188,7 @@ def fit_classifier(recipe: Recipe, data: ClassifierData, run_dir: str | Path, *,
                                   disable=not show_progress):
                 x = batch["image"].to(device, torch.float32)
                 y = torch.as_tensor(batch["label"]).to(device)
-                terms = per_sample_loss(model(x), y, multi_label=ls.multi_label,
+                terms = per_sample_loss(train_model(x), y, multi_label=ls.multi_label,
                                         class_weights=weights if name == "main" else None)
                 loss = sum(t.mean() for t in terms.values())
                 if not torch.isfinite(loss):
@@ -187,20 +205,25 @@ def fit_classifier(recipe: Recipe, data: ClassifierData, run_dir: str | Path, *,
             if show_progress:
                 print(f"{name} epoch {epoch}/{n_epochs}: train loss {history[-1]['train_loss']:.4f}, "
                       f"val score {score:.4f}{' (best so far)' if score > best else ''}", file=sys.stderr)
-            if score > best:
-                best = score
-                save_checkpoint(ckdir / "best.pt", {**common, "model": model.state_dict(), "stage": name,
-                                                    "epoch": epoch, "val_score": score})
-            save_checkpoint(last, {**common, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                                   "stage": name, "epoch": epoch, "best_score": best, "history": history,
-                                   "rng": rng_state()})
-            atomic_write_text(run / "history.json", json.dumps(history, indent=1))
+            improved = score > best
+            best = max(best, score)
+            if main_rank:  # every rank scored the same full val set with the same weights
+                if improved:
+                    save_checkpoint(ckdir / "best.pt", {**common, "model": model.state_dict(), "stage": name,
+                                                        "epoch": epoch, "val_score": score})
+                save_checkpoint(last, {**common, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                                       "stage": name, "epoch": epoch, "best_score": best, "history": history,
+                                       "rng": rng_state()})
+                atomic_write_text(run / "history.json", json.dumps(history, indent=1))
+            barrier()
     summary = {"best_val_score": best, "selection_metric": (
         "val mean_per_class_balanced_accuracy_tpr_tnr" if ls.multi_label else "val balanced_accuracy"),
         "method": cfg.method, "architecture": cfg.architecture, "epochs": len(history),
         "history": history, **{k: str(v) for k, v in data.meta.items()}}
-    atomic_write_text(run / "summary.json", json.dumps(summary, indent=1))
-    final = load_checkpoint(last)
-    final["stage"] = "done"
-    save_checkpoint(last, final)
+    if main_rank:
+        atomic_write_text(run / "summary.json", json.dumps(summary, indent=1))
+        final = load_checkpoint(last)
+        final["stage"] = "done"
+        save_checkpoint(last, final)
+    barrier()
     return summary
