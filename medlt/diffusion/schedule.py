@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import torch
-from monai.networks.schedulers import DDPMScheduler
 
 from medlt.recipe.diffusion import DiffusionConfig
 
 
-def build_scheduler(cfg: DiffusionConfig) -> DDPMScheduler:
-    """Training scheduler: T steps, linear β (beta_start..beta_end), scaled-linear or cosine."""
+def build_scheduler(cfg: DiffusionConfig):
+    """Training scheduler (MONAI DDPMScheduler): T steps, linear β (beta_start..beta_end),
+    scaled-linear or cosine."""
+    from monai.networks.schedulers import DDPMScheduler  # heavy import: only when needed
+
     kwargs = {}
     if cfg.schedule in ("linear_beta", "scaled_linear_beta"):
         kwargs = {"beta_start": cfg.beta_start, "beta_end": cfg.beta_end}
