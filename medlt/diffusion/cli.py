@@ -23,6 +23,8 @@ def train_cmd(
     (DDP; NCCL on GPUs, gloo on CPUs; rank 0 writes). A NaN/inf loss stops the run with one line and
     leaves the last good checkpoint intact.
     """
+    import os
+
     from medlt.diffusion.train import train
     from medlt.utils.distributed import cleanup
 
@@ -31,7 +33,8 @@ def train_cmd(
         ckpt = train(r, out, resume=resume)
     finally:
         cleanup()
-    typer.echo(f"checkpoint: {ckpt}")
+    if os.environ.get("RANK", "0") == "0":
+        typer.echo(f"checkpoint: {ckpt}")
 
 
 def sample_cmd(
