@@ -56,14 +56,16 @@ def _bits(vec: Sequence[int]) -> str:
 
 
 def _make_job(ordinal: int, key: str, index: int, driver: int, label: Sequence[int],
-              recipe_seed: int, multi_label: bool) -> Job:
+              recipe_seed: int, multi_label: bool, bits: str | None = None) -> Job:
+    label = label if isinstance(label, tuple) else tuple(int(v) for v in label)
     if multi_label:
-        vec_hex = format(int(_bits(label)[::-1] or "0", 2), "x")
+        bits = bits if bits is not None else _bits(label)
+        vec_hex = format(int(bits[::-1] or "0", 2), "x")
         jid = f"synth_c{driver:02d}v{vec_hex}_{index:06d}"
     else:
         jid = f"synth_c{driver:02d}_{index:06d}"
-    return Job(ordinal=ordinal, key=key, index=index, driver=driver,
-               label=tuple(int(v) for v in label), seed=noise_seed(recipe_seed, key, index), id=jid)
+    return Job(ordinal=ordinal, key=key, index=index, driver=driver, label=label,
+               seed=noise_seed(recipe_seed, key, index), id=jid)
 
 
 def single_label_jobs(names: Sequence[str], to_generate: Sequence[int], recipe_seed: int) -> list[Job]:
@@ -93,20 +95,41 @@ def multi_label_vectors(train_vectors: np.ndarray, targets: Sequence[int],
     else:
         uniq, freq = np.zeros((0, k), np.int64), np.zeros(0, np.int64)
     rng = np.random.default_rng(derive_seed(int(recipe_seed), "synth-plan-multilabel"))
+    positives = [np.flatnonzero(u).tolist() for u in uniq]
+    onehots = np.eye(k, dtype=np.int64)
+    left = [int(d) for d in deficit]  # python ints: K is small, numpy calls would dominate
+    open_ = deficit > 0
+    # candidates of a class only change when some class reaches its target (at most K times)
+    cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def candidates(c: int) -> tuple[np.ndarray, np.ndarray]:
+        if c not in cache:
+            fits = (uniq[:, c] == 1) & np.all((uniq == 0) | open_[None, :], axis=1)
+            cand = np.flatnonzero(fits)
+            cache[c] = (cand, np.cumsum(freq[cand]))
+        return cache[c]
+
     out: list[tuple[int, np.ndarray]] = []
-    while deficit.max(initial=0) > 0:
-        c = int(np.argmax(deficit))
-        open_ = deficit > 0
-        fits = (uniq[:, c] == 1) & np.all((uniq == 0) | open_[None, :], axis=1)
-        cand = np.flatnonzero(fits)
-        if cand.size:
-            p = freq[cand] / freq[cand].sum()
-            v = uniq[int(rng.choice(cand, p=p))].copy()
+    classes = range(k)
+    while True:
+        c = max(classes, key=left.__getitem__)  # most deficient; ties -> lowest index
+        if left[c] <= 0:
+            break
+        cand, cdf = candidates(c)
+        if cand.size:  # a real vector, drawn with probability proportional to its frequency
+            pick = int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"))
+            u = int(cand[min(pick, cand.size - 1)])
+            v, pos = uniq[u], positives[u]
         else:
-            v = np.zeros(k, np.int64)
-            v[c] = 1
-        deficit -= v
+            v, pos = onehots[c], [c]
+        closed = False
+        for j in pos:
+            left[j] -= 1
+            closed |= left[j] == 0
         out.append((c, v))
+        if closed:
+            open_ = np.asarray(left) > 0
+            cache.clear()
     return out
 
 
@@ -114,9 +137,15 @@ def multi_label_jobs(names: Sequence[str], train_vectors: np.ndarray, targets: S
                      recipe_seed: int) -> list[Job]:
     seen: Counter[str] = Counter()
     jobs: list[Job] = []
+    as_tuple: dict[bytes, tuple[tuple[int, ...], str]] = {}  # vector -> (label tuple, bits)
     for c, v in multi_label_vectors(train_vectors, targets, recipe_seed):
-        key = f"{names[c]}|{_bits(v)}"
-        jobs.append(_make_job(len(jobs), key, seen[key], c, v, recipe_seed, True))
+        raw = v.tobytes()
+        if raw not in as_tuple:
+            t = tuple(int(x) for x in v)
+            as_tuple[raw] = (t, _bits(t))
+        label, bits = as_tuple[raw]
+        key = f"{names[c]}|{bits}"
+        jobs.append(_make_job(len(jobs), key, seen[key], c, label, recipe_seed, True, bits))
         seen[key] += 1
     return jobs
 
