@@ -81,6 +81,15 @@ def save_sample_grid(ema_model, scheduler, recipe: Recipe, label_space, path: Pa
     return save_png(path, grid, step=step, guidance_scale=recipe.sampling.guidance_scale)
 
 
+def _tensorboard(path: Path):
+    """A SummaryWriter when the `tensorboard` package is installed, else None (metrics.csv always)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(path))
+
+
 class _Bar:
     """tqdm on rank 0 (stderr); quiet when not a terminal unless MEDLT_PROGRESS=1."""
 
@@ -160,6 +169,7 @@ def train(recipe: Recipe, out_dir: str | Path, *, resume: bool = False, data: Tr
         log = MetricsLog(out / "metrics.csv", ["step", "loss", *term_names, "lr", "grad_norm", "images_per_s"],
                          resume_step=step if resume else None)
     bf16 = use_bf16(recipe, device)
+    tb = _tensorboard(out / "tensorboard") if info.is_main else None
 
     def checkpoint() -> None:
         nonlocal last_good
@@ -232,6 +242,9 @@ def train(recipe: Recipe, out_dir: str | Path, *, resume: bool = False, data: Tr
                     row.update({k: vals[j + 1].item() for j, k in enumerate(term_names)})
                     if log is not None:
                         log.append(row)
+                    if tb is not None:
+                        for k in ["loss", *term_names, "lr", "grad_norm", "images_per_s"]:
+                            tb.add_scalar(f"train/{k}", row[k], step)
                     postfix = {k: f"{row[k]:.3g}" for k in ["loss", *term_names]} | {"img/s": f"{ips:.1f}"}
                 bar.update(postfix)
                 if step % tc.checkpoint_every_steps == 0 or step == tc.max_steps:
@@ -241,4 +254,6 @@ def train(recipe: Recipe, out_dir: str | Path, *, resume: bool = False, data: Tr
                                      out / "samples" / f"step_{step:07d}.png", step)
     finally:
         bar.close()
+        if tb is not None:
+            tb.close()
     return ckpt_path
