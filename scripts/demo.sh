@@ -1,15 +1,55 @@
 #!/usr/bin/env bash
-# `make demo`: the main job end to end on an embedded long-tailed phantom (no patient data, offline).
+# `make demo`: the main job end to end on an embedded long-tailed phantom (no patient data, offline,
+# CPU). phantom -> validate/stats/preview -> train a class-conditional diffusion model -> sample a tail
+# class -> plan and generate a class-balanced synthetic set -> classifier on real vs real+synthetic ->
+# evaluate both -> compare. Results land in demo_out/ (override with DEMO_OUT=...).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 OUT=${DEMO_OUT:-demo_out}
+RECIPE=recipes/phantom/nih_cxr_lt.yaml
+QUOTA=${DEMO_QUOTA:-to_count:24}
+export MEDLT_PROGRESS=${MEDLT_PROGRESS:-1}
+medlt() { "$PY" -m medlt "$@"; }
+step() { printf '\n== %s\n' "$*"; }
+rm -rf "$OUT"
 mkdir -p "$OUT"
-echo "== 1. phantom in the NIH-CXR-LT layout"
-$PY -m medlt phantom --layout nih-cxr-lt --out "$OUT/phantom-nih"
-S="--set data.root=$OUT/phantom-nih --set data.labels=$OUT/phantom-nih"
-echo "== 2. validate / stats / preview"
-$PY -m medlt data validate recipes/phantom/nih_cxr_lt.yaml $S
-$PY -m medlt data stats recipes/phantom/nih_cxr_lt.yaml $S
-$PY -m medlt data preview recipes/phantom/nih_cxr_lt.yaml $S --out "$OUT/preview" --limit 16
-echo "demo finished: see $OUT/"
+SECONDS=0
+
+step "1/8 long-tailed phantom in the NIH-CXR-LT layout (PNGs + the four split CSVs)"
+medlt phantom --layout nih-cxr-lt --out "$OUT/phantom"
+S=(--set "data.root=$OUT/phantom" --set "data.labels=$OUT/phantom")
+
+step "2/8 validate, stats, preview"
+medlt data validate "$RECIPE" "${S[@]}"
+medlt data stats "$RECIPE" "${S[@]}"
+medlt data preview "$RECIPE" "${S[@]}" --out "$OUT/preview" --limit 16
+
+step "3/8 train the class-conditional diffusion model (tiny CPU recipe)"
+medlt train "$RECIPE" "${S[@]}" --out "$OUT/diffusion"
+
+step "4/8 sample a tail class from the EMA weights"
+medlt sample "$RECIPE" "${S[@]}" --checkpoint "$OUT/diffusion/checkpoints/last.pt" \
+  --class Hernia --num 8 --out "$OUT/samples-hernia"
+
+step "5/8 plan and generate a class-balanced synthetic training set ($QUOTA)"
+medlt synth "$RECIPE" "${S[@]}" --checkpoint "$OUT/diffusion/checkpoints/last.pt" --out "$OUT/synth" \
+  --quota "$QUOTA" --dry-run
+medlt synth "$RECIPE" "${S[@]}" --checkpoint "$OUT/diffusion/checkpoints/last.pt" --out "$OUT/synth" \
+  --quota "$QUOTA"
+
+step "6/8 downstream classifier: real only, then real + synthetic (everything else equal)"
+medlt classify "$RECIPE" "${S[@]}" --out "$OUT/classifier-real"
+medlt classify "$RECIPE" "${S[@]}" --out "$OUT/classifier-real+synth" --train-manifest "$OUT/synth/merged.csv"
+
+step "7/8 evaluate both (features for FID/KID from the real-only classifier)"
+medlt evaluate "$RECIPE" "${S[@]}" --classifier "$OUT/classifier-real" --synthetic "$OUT/synth" \
+  --out "$OUT/eval-real"
+medlt evaluate "$RECIPE" "${S[@]}" --classifier "$OUT/classifier-real+synth" --synthetic "$OUT/synth" \
+  --feature-extractor "$OUT/classifier-real" --out "$OUT/eval-real+synth"
+
+step "8/8 compare"
+medlt report "$OUT/eval-real" "$OUT/eval-real+synth" --html "$OUT/comparison.html"
+
+printf '\ndemo finished in %ss. Open %s/eval-real+synth/report.html and %s/comparison.html\n' \
+  "$SECONDS" "$OUT" "$OUT"
