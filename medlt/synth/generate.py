@@ -174,7 +174,7 @@ def run_synth(recipe, out_dir: str | Path, *, generator=None, checkpoint: str | 
               sampler: str | None = None, steps: int | None = None, batch_size: int | None = None,
               dry_run: bool = False, classifier=None, classifier_sha256: str | None = None,
               min_confidence: float | None = None, rank: int = 0, world_size: int = 1,
-              device: str = "cpu", show_progress: bool = True, console=None) -> SynthResult:
+              device: str = "cpu", show_progress: bool = True) -> SynthResult:
     """Plan and (unless dry_run) generate a class-balanced synthetic training set into `out_dir`.
 
     `generator` (an object with `.generate`, `.label_space`, `.checkpoint_sha256`, `.image_shape`)
