@@ -144,7 +144,7 @@ def train(recipe: Recipe, out_dir: str | Path, *, resume: bool = False, data: Tr
 
     step = 0
     if resume:
-        state = load_checkpoint(ckpt_path, map_location=device)
+        state = load_checkpoint(ckpt_path, map_location="cpu")  # RNG states must stay on the CPU
         _check_resume(state, recipe, ckpt_path)
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
