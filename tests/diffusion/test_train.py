@@ -193,3 +193,15 @@ def test_bf16_autocast_path_multi_label(mode, tmp_path):
     train(recipe, tmp_path / "run", data=toy_data(multi_label=True))
     rows = read_metrics(tmp_path / "run" / "metrics.csv")
     assert all(torch.isfinite(torch.tensor(float(r["loss"]))) for r in rows)
+
+
+def test_fine_tune_starts_from_the_source_ema_weights(trained, tmp_path):
+    _, src = trained
+    recipe = toy_recipe(tmp_path, ["training.max_steps=1", "training.lr=0.0", f"training.init_checkpoint={src}",
+                                   "regularizers=[{name: cbdm}]"])
+    ckpt = train(recipe, tmp_path / "ft", data=toy_data())
+    a, b = load_checkpoint(src)["ema"], load_checkpoint(ckpt)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    bad = toy_recipe(tmp_path, ["training.max_steps=1", f"training.init_checkpoint={tmp_path / 'nope.pt'}"])
+    with pytest.raises(CheckpointError, match="not found"):
+        train(bad, tmp_path / "ft2", data=toy_data())
