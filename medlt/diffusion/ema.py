@@ -27,7 +27,7 @@ class EMA:
         d = min(self.decay, (1 + self.num_updates) / (10 + self.num_updates))
         self.num_updates += 1
         torch._foreach_lerp_(ema_params, params, 1.0 - d)
-        for eb, b in zip(self.model.buffers(), model.buffers()):
+        for eb, b in zip(self.model.buffers(), model.buffers(), strict=True):
             eb.copy_(b)
 
     def state_dict(self) -> dict:

@@ -43,10 +43,10 @@ def fused_forward(model: nn.Module, x_t: torch.Tensor, timesteps: torch.Tensor,
         eps, feats = model(x, t, labels, uncond, return_features=True)
     else:
         eps, feats = model(x, t, labels, uncond), None
-    eps_parts = dict(zip(names, eps.chunk(n, dim=0)))
+    eps_parts = dict(zip(names, eps.chunk(n, dim=0), strict=True))
     feat_parts = {}
     if feats is not None:
-        for k, f in zip(names, feats.chunk(n, dim=0)):
+        for k, f in zip(names, feats.chunk(n, dim=0), strict=True):
             if passes[k].features:
                 feat_parts[k] = f
     return eps_parts, feat_parts

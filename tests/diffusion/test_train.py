@@ -145,7 +145,7 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
         torch.set_num_threads(threads)
     full, resumed = read_metrics(tmp_path / "full" / "metrics.csv"), read_metrics(killed / "metrics.csv")
     assert [r["step"] for r in resumed] == [str(s) for s in range(1, 9)]
-    for a, b in zip(full, resumed):
+    for a, b in zip(full, resumed, strict=True):
         for k in ("loss", "mse", "cbdm", "overlap", "ccua_ucl", "ccua_al", "lr"):
             assert float(a[k]) == pytest.approx(float(b[k]), rel=1e-5, abs=1e-7), (a["step"], k)
     sa = load_checkpoint(tmp_path / "full" / "checkpoints" / "last.pt")
