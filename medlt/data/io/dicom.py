@@ -168,15 +168,21 @@ def _build(img01, *, synthetic: bool, meta: dict):
 
     meta = dict(meta)
     if synthetic:
-        bad = sorted(set(meta) - SYNTHETIC_META_KEYS)
+        bad = sorted(set(meta) - SYNTHETIC_META_KEYS - {"uid_seed"})
         if bad:
             raise ValueError(f"write_dicom(synthetic=True) does not take {bad}: synthetic files "
                              f"carry no identifiers or scanner settings (allowed: "
                              f"{sorted(SYNTHETIC_META_KEYS)})")
         photometric, bits, slope, intercept, syntax = "MONOCHROME2", 12, 1.0, 0.0, "explicit"
-        uid = lambda: generate_uid()  # noqa: E731  fresh random UIDs
-        now = _dt.datetime.now(_dt.timezone.utc)
-        date, time = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
+        uid_seed = meta.pop("uid_seed", None)
+        if uid_seed is None:  # fresh random UIDs, generation time as the dates
+            uid = lambda: generate_uid()  # noqa: E731
+            now = _dt.datetime.now(_dt.timezone.utc)
+            date, time = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
+        else:  # UIDs derived from the synthetic image's own noise seed: byte-identical re-runs
+            counter = iter(range(1000))
+            uid = lambda: generate_uid(entropy_srcs=["medlt-synthetic", str(uid_seed), str(next(counter))])  # noqa: E731
+            date, time = "", ""  # type-2 attributes left empty rather than a fake date
     else:
         syntax = meta.pop("transfer_syntax", "explicit")
         if syntax not in TRANSFER_SYNTAXES:
@@ -312,7 +318,8 @@ def write_dicom(path: str | Path, img01: np.ndarray, *, synthetic: bool,
                 meta: dict | None = None) -> Path:
     """Atomically write a single-frame grayscale chest DICOM from a [0, 1] (H, W) image.
 
-    synthetic=True (what `medlt synth` writes): Secondary Capture, fresh random UIDs, ImageType
+    synthetic=True (what `medlt synth` writes): Secondary Capture, fresh UIDs (random, or derived
+    from `meta["uid_seed"]`, the synthetic image's noise seed, so re-runs are byte-identical), ImageType
     DERIVED\\SECONDARY, SeriesDescription/ImageComments containing SYNTHETIC, PatientName
     SYNTHETIC^MEDLT, a SYNTHETIC-... PatientID, no identifier from anywhere else, MONOCHROME2,
     12-bit unsigned in 16-bit words, slope 1 / intercept 0 and a VOI window covering the stored
