@@ -17,6 +17,7 @@ Writing (`write_dicom`): see its docstring.
 from __future__ import annotations
 
 import datetime as _dt
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -119,7 +120,12 @@ def read_dicom01(path: str | Path) -> np.ndarray:
     if "PixelData" not in ds:
         raise DataError(f"{path}: DICOM file has no pixel data")
     try:
-        arr = ds.pixel_array
+        with warnings.catch_warnings():
+            # pydicom's heuristic for a mislabelled transfer syntax also fires on valid RLE data
+            # that happens to compress to exactly the uncompressed size; a successful decode is
+            # what matters here, a failed one is an error below
+            warnings.filterwarnings("ignore", message="The number of bytes of compressed pixel data")
+            arr = ds.pixel_array
     except Exception as e:
         syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
         name = getattr(syntax, "name", syntax)
