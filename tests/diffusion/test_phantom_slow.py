@@ -11,7 +11,7 @@ from medlt.diffusion.sample import load_generator
 from medlt.diffusion.train import train
 from medlt.recipe import load_recipe
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 
 CASES = {  # recipe, layout, min real images per class for the statistic (None: not checked)
     "nih_cxr_lt": ("nih-cxr-lt", 20),
