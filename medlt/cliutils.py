@@ -29,9 +29,9 @@ def progress(iterable: Iterable[T], *, total: int | None = None, desc: str = "",
              unit: str = "it", disable: bool = False) -> Iterator[T]:
     """tqdm progress bar on stderr; off when not a terminal and MEDLT_PROGRESS is unset, or when
     `disable` (e.g. non-zero ranks)."""
-    from tqdm.auto import tqdm
-
     import os
+
+    from tqdm.auto import tqdm
 
     off = disable or (not sys.stderr.isatty() and os.environ.get("MEDLT_PROGRESS") != "1")
     return iter(tqdm(iterable, total=total, desc=desc, unit=unit, disable=off, dynamic_ncols=True))

@@ -109,7 +109,7 @@ class LabelSpace:
         return vec
 
     def decode(self, vec: Sequence[int]) -> list[str]:
-        return [n for n, v in zip(self.names, vec) if int(v)]
+        return [n for n, v in zip(self.names, vec, strict=True) if int(v)]
 
     def groups(self, train_counts: Sequence[int],
                thresholds: Sequence[int] = DEFAULT_GROUP_THRESHOLDS) -> list[str]:
