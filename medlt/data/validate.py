@@ -79,6 +79,8 @@ def validate(recipe: Recipe | DataConfig, *, check_images: bool = True, workers:
     """Every problem of the recipe's data (empty list = clean), sorted by file and row."""
     data = recipe.data if isinstance(recipe, Recipe) else recipe
     table, problems = collect(data)
-    problems += validate_table(table, check_images=check_images, workers=workers,
+    # without the image folder every row would repeat "file not found": the one root problem says it
+    root_missing = any(p.code == "missing-root" for p in problems)
+    problems += validate_table(table, check_images=check_images and not root_missing, workers=workers,
                                show_progress=show_progress)
     return sorted(problems, key=lambda p: (p.file, -1 if p.row is None else p.row, p.code))

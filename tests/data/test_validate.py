@@ -119,3 +119,11 @@ def test_manifest_misspelt_class_column_is_named(tmp_path):
     problems = validate(r, show_progress=False)
     assert sorted(p.code for p in problems) == ["missing-class-column", "unknown-class-column"]
     assert any("'Cardiomegally'" in p.message and "Cardiomegaly" in p.message for p in problems)
+
+
+def test_missing_root_is_one_problem_not_one_per_row(tmp_path):
+    labels = tmp_path / "nih"
+    write_nih(labels)
+    r = recipe(tmp_path, format="nih-cxr-lt", root=str(tmp_path / "no-such-folder"), labels=str(labels))
+    problems = validate(r, show_progress=False)
+    assert [p.code for p in problems] == ["missing-root"]
