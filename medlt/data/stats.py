@@ -57,7 +57,7 @@ def render_stats(stats: dict, console=None) -> None:
     t.add_column("class")
     for s in splits:
         t.add_column(s, justify="right")
-    t.add_column(f"group (train {stats['train_split']})")
+    t.add_column("group" if stats['train_split'] == "train" else f"group (from {stats['train_split']})")
     for name in stats["classes"]:
         t.add_row(name, *[str(stats["splits"][s]["counts"][name]) for s in splits], stats["groups"][name])
     t.add_section()
