@@ -22,7 +22,7 @@ sys.path.insert(0, str(REPO))
 def make_phantom(layout: str, out: Path, num_images: int, image_size: int) -> None:
     """The `medlt phantom` generator with one image per class in the evaluation splits (the bench
     reads the train split only; rendering is the slow part of this script)."""
-    from medlt.data.phantom.write import write_phantom
+    from medlt.phantom.write import write_phantom
 
     write_phantom(layout, out, num_images=num_images, image_size=image_size, seed=0,
                   per_class_val=1, per_class_test=1, test_fraction=0.05)

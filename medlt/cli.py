@@ -39,8 +39,8 @@ def _register_areas() -> None:
     # (torch, monai) into its command bodies.
     from medlt.classify import cli as classify_cli
     from medlt.data import cli as data_cli
-    from medlt.data.phantom import cli as phantom_cli
     from medlt.diffusion import cli as diffusion_cli
+    from medlt.phantom import cli as phantom_cli
     from medlt.report import cli as report_cli
     from medlt.synth import cli as synth_cli
 

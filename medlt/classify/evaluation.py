@@ -188,8 +188,9 @@ def evaluate(recipe: Recipe, classifier_run: str | Path, out_dir: str | Path, *,
              synthetic_dir: str | Path | None = None, feature_extractor: str | Path | None = None,
              feature_extractor_recipe: Recipe | None = None, feature_extractor_2d: str | Path | None = None,
              device: str = "cpu", show_progress: bool = True) -> tuple[dict, dict]:
+    from medlt.classify.extractor import classifier_extractor
     from medlt.data.table import load_table
-    from medlt.metrics.extractors import classifier_extractor, load_feature_extractor, random_2d_extractor
+    from medlt.metrics.extractors import load_feature_extractor, random_2d_extractor
 
     out_dir = Path(out_dir)
     clf = load_classifier(classifier_run, device)

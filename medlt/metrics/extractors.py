@@ -3,7 +3,8 @@
 Every extractor has a `name` that goes into every reported distance (FID values are only
 comparable under the same name), `spatial_dims` (2 or 3) and `__call__(images) -> (B, D)`.
 
-Registered kinds (`EXTRACTORS`):
+Registered kinds (`EXTRACTORS`); "classifier" and "state-dict" are registered by
+`medlt.classify.extractor` (the classify layer builds on metrics, never the reverse):
 - "classifier": penultimate features of a medlt classifier (RUN dir or its .pt) - the default,
   trained by `medlt classify` on the real training split, always available offline;
 - "torchscript": any local TorchScript file whose forward maps (B, 1, ...) model-space images to
@@ -12,7 +13,8 @@ Registered kinds (`EXTRACTORS`):
   builds the architecture (`--feature-extractor-recipe`);
 - "random-2d": a randomly initialised (seeded) 2D ResNet-18 - used only for CT 2.5D FID when no 2D
   extractor is given; named as such, never comparable with a trained extractor.
-`load_feature_extractor(path)` detects TorchScript vs medlt checkpoint vs state dict.
+`load_feature_extractor(path)` detects TorchScript vs medlt checkpoint vs state dict (the latter two
+need `medlt.classify.extractor` imported, which `medlt evaluate` does).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import torch
 
 from medlt.errors import CheckpointError
 from medlt.registry import Registry
-from medlt.utils.checkpoint import file_sha256, load_checkpoint
+from medlt.utils.checkpoint import file_sha256
 
 EXTRACTORS: Registry = Registry("feature extractor")
 
@@ -42,17 +44,6 @@ class FeatureExtractor:
         return f.float().cpu()
 
 
-@EXTRACTORS.register("classifier")
-def classifier_extractor(path: str | Path, device: str = "cpu", **_) -> FeatureExtractor:
-    from medlt.classify.load import load_classifier
-
-    clf = load_classifier(path, device)
-    src = "real+synthetic" if clf.meta.get("train_manifest") else "real"
-    name = (f"classifier:{clf.recipe.classifier.architecture}-{clf.spatial_dims}d"
-            f"[train={src}]@{clf.checkpoint_sha256[:12]}")
-    return FeatureExtractor(name, clf.net.features, clf.spatial_dims, device)
-
-
 @EXTRACTORS.register("torchscript")
 def torchscript_extractor(path: str | Path, device: str = "cpu", **_) -> FeatureExtractor:
     try:
@@ -60,30 +51,6 @@ def torchscript_extractor(path: str | Path, device: str = "cpu", **_) -> Feature
     except Exception as e:
         raise CheckpointError(f"{path}: cannot load TorchScript model ({e.__class__.__name__})") from None
     return FeatureExtractor(f"torchscript:{Path(path).name}@{file_sha256(path)[:12]}", model, None, device)
-
-
-@EXTRACTORS.register("state-dict")
-def state_dict_extractor(path: str | Path, device: str = "cpu", recipe=None, spatial_dims: int = 2,
-                         **_) -> FeatureExtractor:
-    from medlt.classify.models import build_classifier_net
-
-    state = load_checkpoint(path)
-    if "model" in state and "recipe" in state:  # a medlt classifier checkpoint
-        return classifier_extractor(path, device)
-    if recipe is None:
-        raise CheckpointError(f"{path}: a plain state dict needs --feature-extractor-recipe (its "
-                              f"classifier: section builds the architecture)")
-    if "head.weight" not in state:
-        raise CheckpointError(f"{path}: not a medlt ClassifierNet state dict (no head.weight)")
-    net = build_classifier_net(recipe.classifier, spatial_dims, int(state["head.weight"].shape[0]))
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as e:
-        raise CheckpointError(f"{path}: does not fit classifier.architecture="
-                              f"{recipe.classifier.architecture} ({str(e).splitlines()[0]})") from None
-    net = net.to(device).eval()
-    return FeatureExtractor(f"state-dict:{recipe.classifier.architecture}:{Path(path).name}"
-                            f"@{file_sha256(path)[:12]}", net.features, spatial_dims, device)
 
 
 @EXTRACTORS.register("random-2d")
@@ -104,11 +71,18 @@ def load_feature_extractor(path: str | Path, *, device: str = "cpu", recipe=None
     """Auto-detect: a medlt classifier RUN dir or checkpoint, a TorchScript file, or a state dict."""
     p = Path(path)
     if p.is_dir():
-        return classifier_extractor(p, device)
+        return _kind("classifier")(p, device)
     if not p.is_file():
         raise CheckpointError(f"--feature-extractor: file not found: {p}")
     if zipfile.is_zipfile(p):
         with zipfile.ZipFile(p) as z:
             if any(n.endswith("/code/") or "/code/" in n for n in z.namelist()):
                 return torchscript_extractor(p, device)
-    return state_dict_extractor(p, device, recipe=recipe, spatial_dims=spatial_dims)
+    return _kind("state-dict")(p, device, recipe=recipe, spatial_dims=spatial_dims)
+
+
+def _kind(name: str):
+    if name not in EXTRACTORS:
+        raise CheckpointError(f"feature extractor kind '{name}' is not registered: import "
+                              f"medlt.classify.extractor first")
+    return EXTRACTORS.get(name)

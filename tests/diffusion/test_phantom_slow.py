@@ -24,7 +24,7 @@ CASES = {  # recipe, layout, min real images per class for the statistic (None: 
 
 @pytest.fixture(scope="module")
 def phantoms(tmp_path_factory):
-    from medlt.data.phantom import write_phantom
+    from medlt.phantom import write_phantom
 
     root = tmp_path_factory.mktemp("phantoms")
     for layout, _ in CASES.values():

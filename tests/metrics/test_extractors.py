@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+import medlt.classify.extractor  # noqa: F401  (registers the classifier kinds)
 from medlt.classify.models import build_classifier_net
 from medlt.errors import CheckpointError
 from medlt.metrics.extractors import EXTRACTORS, load_feature_extractor

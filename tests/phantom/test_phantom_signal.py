@@ -8,9 +8,10 @@ from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
 from medlt.data.io import read_cxr
 from medlt.data.labels import official_classes
-from medlt.data.phantom.ct import Grid, render_ct, sample_ct_anatomy
-from medlt.data.phantom.cxr import render_cxr, sample_anatomy
-from medlt.data.phantom.cxr_findings import pattern_for_class
+from medlt.phantom.ct import Grid, render_ct, sample_ct_anatomy
+from medlt.phantom.cxr import sample_anatomy
+from medlt.phantom.cxr_findings import pattern_for_class
+from medlt.phantom.cxr_render import render_cxr
 
 
 def _features(img: np.ndarray) -> np.ndarray:

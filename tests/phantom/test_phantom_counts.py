@@ -4,9 +4,9 @@ import math
 
 import pytest
 
-from medlt.data.phantom import long_tail_counts, n_max_for_total, normalize_ratio
-from medlt.data.phantom.ct_layout import ct_class_counts
-from medlt.data.phantom.plan import split_primaries
+from medlt.phantom import long_tail_counts, n_max_for_total, normalize_ratio
+from medlt.phantom.ct_layout import ct_class_counts
+from medlt.phantom.plan import split_primaries
 
 
 def test_formula_values():

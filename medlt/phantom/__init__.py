@@ -5,8 +5,8 @@ classes show known, visible findings (cxr_findings.py, ct.py), with long-tailed 
 n_c = n_max * r ** (c / (C - 1)) (counts.py). Same arguments -> identical bytes.
 """
 
-from medlt.data.phantom.counts import long_tail_counts, n_max_for_total, normalize_ratio
-from medlt.data.phantom.write import DEFAULTS, LAYOUTS, PhantomSummary, write_phantom
+from medlt.phantom.counts import long_tail_counts, n_max_for_total, normalize_ratio
+from medlt.phantom.write import DEFAULTS, LAYOUTS, PhantomSummary, write_phantom
 
 __all__ = ["write_phantom", "PhantomSummary", "LAYOUTS", "DEFAULTS", "long_tail_counts",
            "n_max_for_total", "normalize_ratio"]

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from medlt.data.labels import normalize_class_name
-from medlt.data.phantom.cxr import Anatomy, Frame, sig
+from medlt.phantom.cxr import Anatomy, Frame, sig
 
 
 @dataclass(frozen=True)

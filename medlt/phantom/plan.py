@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from medlt.data.phantom.counts import long_tail_counts, n_max_for_total
+from medlt.phantom.counts import long_tail_counts, n_max_for_total
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ def phantom(
     `--set data.root=OUT --set data.labels=OUT` (or use recipes/phantom/*.yaml).
     """
     from medlt.cliutils import progress
-    from medlt.data.phantom import write_phantom
+    from medlt.phantom import write_phantom
 
     summary = write_phantom(layout.value, out, num_images=num_images, image_size=image_size,
                             imbalance_ratio=imbalance_ratio, seed=seed, multi_label=multi_label,

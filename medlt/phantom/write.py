@@ -58,7 +58,7 @@ def write_phantom(layout: str, out_dir: str | Path, *, num_images: int | None = 
     `out_dir` must be empty, missing, or a previous phantom (it holds medlt_phantom.json); files of
     that previous phantom that the new one does not write are removed, nothing else is touched.
     """
-    from medlt.data.phantom.counts import normalize_ratio
+    from medlt.phantom.counts import normalize_ratio
 
     if layout not in LAYOUTS:
         from medlt.registry import did_you_mean
@@ -101,21 +101,21 @@ def write_phantom(layout: str, out_dir: str | Path, *, num_images: int | None = 
               "multi_label": bool(multi_label or layout == "ct-rate"), "per_class_val": per_class_val,
               "per_class_test": per_class_test, "test_fraction": test_fraction}
     if layout == "nih-cxr-lt":
-        from medlt.data.phantom.cxr_layouts import write_nih
+        from medlt.phantom.cxr_layouts import write_nih
 
         counts, written = write_nih(out, num_images=num_images, image_size=image_size,
                            imbalance_ratio=imbalance_ratio, seed=seed, multi_label=multi_label,
                            per_class_val=per_class_val, per_class_test=per_class_test,
                            test_fraction=test_fraction, progress=progress)
     elif layout == "mimic-cxr-lt":
-        from medlt.data.phantom.cxr_layouts import write_mimic
+        from medlt.phantom.cxr_layouts import write_mimic
 
         counts, written = write_mimic(out, num_images=num_images, image_size=image_size,
                              imbalance_ratio=imbalance_ratio, seed=seed, multi_label=False,
                              per_class_val=per_class_val, per_class_test=per_class_test,
                              test_fraction=test_fraction, progress=progress)
     else:
-        from medlt.data.phantom.ct_layout import write_ct_rate
+        from medlt.phantom.ct_layout import write_ct_rate
 
         counts, written = write_ct_rate(out, num_images=num_images, image_size=image_size,
                                imbalance_ratio=imbalance_ratio, seed=seed, progress=progress)

@@ -6,14 +6,14 @@ right, the patient's right hemidiaphragm (image left) sits higher, and the aorti
 image's right. Density D is "whiteness": air outside the body is dark, lungs dark, soft tissue,
 heart, bone bright.
 
-`render_cxr(patterns, size, rng, anatomy)` draws one image; `sample_anatomy(rng)` draws one
-patient's anatomy (keep it for several images of the same patient). The finding patterns
-(`PATTERNS`) and which class uses which pattern (`pattern_for_class`) live in cxr_findings.py.
+`sample_anatomy(rng)` draws one patient's anatomy (keep it for several images of the same
+patient). The finding patterns (`PATTERNS`) and which class uses which pattern
+(`pattern_for_class`) live in cxr_findings.py; `cxr_render.render_cxr` combines the two.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -203,27 +203,3 @@ def finish(D: np.ndarray, f: Frame, rng: np.random.Generator) -> np.ndarray:
     D = D + a.noise * rng.standard_normal(D.shape)
     img = np.clip(a.contrast * D + a.brightness, 0.0, 1.0) ** a.gamma
     return img.astype(np.float32)
-
-
-def render_cxr(patterns: list[str], size: int, rng: np.random.Generator,
-               anatomy: Anatomy | None = None) -> np.ndarray:
-    """One PA chest image (float32 (size, size) in [0, 1]) showing every finding pattern in
-    `patterns` (names from cxr_findings.PATTERNS; [] = no finding). `anatomy` is the patient's
-    (sample_anatomy); findings that change anatomy work on a copy."""
-    from medlt.data.phantom.cxr_findings import PATTERNS
-
-    if size < 16:
-        raise ValueError(f"image size {size} too small (>= 16)")
-    anat = replace(sample_anatomy(rng) if anatomy is None else anatomy)
-    anat.vessels = list(anat.vessels)
-    for name in patterns:
-        modify = PATTERNS[name].modify
-        if modify is not None:
-            modify(anat, rng)
-    f = build_frame(size, anat, rng)
-    D = base_density(f)
-    for name in patterns:
-        draw = PATTERNS[name].draw
-        if draw is not None:
-            D = D + draw(f, rng)
-    return finish(D, f, rng)

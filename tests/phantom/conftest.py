@@ -1,6 +1,6 @@
 import pytest
 
-from medlt.data.phantom import write_phantom
+from medlt.phantom import write_phantom
 
 SMALL = dict(num_images=60, image_size=32, imbalance_ratio=0.05, seed=3, per_class_val=2, per_class_test=3)
 

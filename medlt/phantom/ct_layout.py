@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 
 from medlt.data.labels import official_classes
-from medlt.data.phantom.counts import long_tail_counts
-from medlt.data.phantom.ct import render_ct, sample_ct_anatomy
+from medlt.phantom.counts import long_tail_counts
+from medlt.phantom.ct import render_ct, sample_ct_anatomy
 from medlt.utils.atomic import atomic_write_text
 from medlt.utils.seeding import derive_seed
 

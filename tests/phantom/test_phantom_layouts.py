@@ -10,8 +10,8 @@ import pytest
 
 from medlt.data.io import LoadCTd, read_cxr
 from medlt.data.labels import official_classes
-from medlt.data.phantom.ct_layout import ct_class_counts
-from medlt.data.phantom.plan import train_counts
+from medlt.phantom.ct_layout import ct_class_counts
+from medlt.phantom.plan import train_counts
 
 
 def _patients_disjoint(frames: dict[str, pd.DataFrame], col: str):

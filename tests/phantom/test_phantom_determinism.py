@@ -4,8 +4,8 @@ import hashlib
 
 import pytest
 
-from medlt.data.phantom import write_phantom
 from medlt.errors import DataError
+from medlt.phantom import write_phantom
 
 
 def _digest(root):

@@ -26,9 +26,10 @@ import numpy as np
 import pandas as pd
 
 from medlt.data.labels import official_classes
-from medlt.data.phantom.cxr import render_cxr, sample_anatomy
-from medlt.data.phantom.cxr_findings import patterns_for_labels
-from medlt.data.phantom.plan import PlannedImage, plan_images, split_primaries
+from medlt.phantom.cxr import sample_anatomy
+from medlt.phantom.cxr_findings import patterns_for_labels
+from medlt.phantom.cxr_render import render_cxr
+from medlt.phantom.plan import PlannedImage, plan_images, split_primaries
 from medlt.utils.atomic import atomic_write_text
 from medlt.utils.seeding import derive_seed
 
