@@ -15,6 +15,7 @@ class Layout(str, Enum):
 
 
 def phantom(
+    ctx: typer.Context,
     layout: Layout = typer.Option(..., "--layout", "-l", help="Official layout to imitate.",
                                   show_default=False, case_sensitive=False),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (new, empty, or a previous phantom).",
@@ -34,6 +35,11 @@ def phantom(
         False, "--multi-label",
         help="NIH-CXR-LT: write the multi-label miccai2023_* CSVs (train/val/test) with several findings "
              "per image. CT-RATE is always multi-label; MIMIC-CXR-LT is single-label only."),
+    per_class: int | None = typer.Option(
+        None, "--per-class",
+        help="Balanced set instead of a long tail: exactly N training images per class (CT-RATE: N "
+             "positive training scans per class), e.g. to train a phantom oracle "
+             "(`medlt oracle`). Excludes --num-images and --imbalance-ratio."),
 ) -> None:
     """Write a long-tailed phantom dataset (no patient data) in an official layout.
 
@@ -46,9 +52,15 @@ def phantom(
     from medlt.cliutils import progress
     from medlt.phantom import write_phantom
 
+    if per_class is not None and ctx.get_parameter_source("imbalance_ratio").name != "DEFAULT":
+        from medlt.errors import DataError
+
+        raise DataError("--per-class writes a balanced set (imbalance ratio 1); drop --imbalance-ratio")
+    if per_class is not None:
+        imbalance_ratio = 1.0
     summary = write_phantom(layout.value, out, num_images=num_images, image_size=image_size,
                             imbalance_ratio=imbalance_ratio, seed=seed, multi_label=multi_label,
-                            progress=progress)
+                            per_class=per_class, progress=progress)
     typer.echo(summary.line())
 
 

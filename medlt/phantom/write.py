@@ -44,7 +44,8 @@ def _no_progress(it: Iterable, **_) -> Iterable:
 def write_phantom(layout: str, out_dir: str | Path, *, num_images: int | None = None,
                   image_size: int | None = None, imbalance_ratio: float = 0.01, seed: int = 0,
                   multi_label: bool = False, per_class_val: int = 5, per_class_test: int = 10,
-                  test_fraction: float = 0.25, progress: Callable | None = None) -> PhantomSummary:
+                  test_fraction: float = 0.25, per_class: int | None = None,
+                  progress: Callable | None = None) -> PhantomSummary:
     """Write a long-tailed phantom of `layout` ("nih-cxr-lt", "mimic-cxr-lt", "ct-rate") to `out_dir`.
 
     num_images: training images (CT-RATE: training scans); default per layout (DEFAULTS).
@@ -54,6 +55,9 @@ def write_phantom(layout: str, out_dir: str | Path, *, num_images: int | None = 
     multi-label; MIMIC refuses it. per_class_val / per_class_test: images per class in the
     balanced-val / balanced-test splits; test_fraction: size of the long-tailed test split relative
     to train. progress: a tqdm-like wrapper `progress(iterable, total=, desc=, unit=)`.
+    per_class: a *balanced* set instead of a long tail (balanced_counts.py): exactly this many
+    training images per class (NIH multi-label: images whose primary finding is the class; CT-RATE:
+    scans positive for the class); excludes `num_images` and sets the imbalance ratio to 1.
 
     `out_dir` must be empty, missing, or a previous phantom (it holds medlt_phantom.json); files of
     that previous phantom that the new one does not write are removed, nothing else is touched.
@@ -65,6 +69,11 @@ def write_phantom(layout: str, out_dir: str | Path, *, num_images: int | None = 
 
         raise DataError(f"unknown phantom layout '{layout}'; {did_you_mean(layout, LAYOUTS)}")
     out = Path(out_dir)
+    if per_class is not None:
+        from medlt.phantom.balanced_counts import balanced_options
+
+        num_images, imbalance_ratio, test_fraction = balanced_options(
+            layout, per_class, num_images=num_images, per_class_test=per_class_test)
     num_images = DEFAULTS[layout]["num_images"] if num_images is None else int(num_images)
     image_size = DEFAULTS[layout]["image_size"] if image_size is None else int(image_size)
     if num_images < 1:
@@ -100,6 +109,8 @@ def write_phantom(layout: str, out_dir: str | Path, *, num_images: int | None = 
               "imbalance_ratio": float(imbalance_ratio), "seed": int(seed),
               "multi_label": bool(multi_label or layout == "ct-rate"), "per_class_val": per_class_val,
               "per_class_test": per_class_test, "test_fraction": test_fraction}
+    if per_class is not None:
+        params["per_class"] = int(per_class)
     if layout == "nih-cxr-lt":
         from medlt.phantom.cxr_layouts import write_nih
 
