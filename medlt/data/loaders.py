@@ -130,8 +130,8 @@ def build_dataloader(recipe: Recipe, role: str, batch_size: int, *, shuffle: boo
                      dataset: TableDataset | None = None):
     """DataLoader over build_dataset(recipe, role).
 
-    balanced_q: class-balanced resampling with p_c ∝ n_c^q (ClassBalancedSampler); None falls back
-    to recipe.data.class_balanced_q for the train role (None there too: plain shuffling).
+    balanced_q: class-balanced resampling with p_c ∝ n_c^q (ClassBalancedSampler); None: plain
+    shuffling (callers pass their own setting, e.g. the diffusion's training.class_balanced_q).
     Under torch.distributed each rank gets its own share (DistributedSampler, or the balanced
     sampler's rank slice); call `loader.sampler.set_epoch(epoch)` each epoch.
     augment: default recipe.data.augment for the train role, off otherwise.
@@ -143,8 +143,6 @@ def build_dataloader(recipe: Recipe, role: str, batch_size: int, *, shuffle: boo
 
     if augment is None:
         augment = bool(recipe.data.augment) and role == "train"
-    if balanced_q is None and role == "train":
-        balanced_q = recipe.data.class_balanced_q
     ds = dataset if dataset is not None else build_dataset(recipe, role, augment=augment)
     if len(ds) == 0:
         raise DataError(f"role '{role}' has no samples")

@@ -32,7 +32,7 @@ class TrainData:
             if self._recipe_dataset is None:  # built once, reused every epoch
                 self._recipe_dataset = build_dataset(recipe, "train", augment=bool(recipe.data.augment))
             return build_dataloader(recipe, "train", batch_size, shuffle=True, drop_last=True,
-                                    balanced_q=recipe.data.class_balanced_q, seed=seed,
+                                    balanced_q=recipe.training.class_balanced_q, seed=seed,
                                     dataset=self._recipe_dataset)
         if is_distributed():
             sampler = DistributedSampler(self.dataset, shuffle=True, seed=seed, drop_last=True)

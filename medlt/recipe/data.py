@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from medlt.recipe.base import Section
 
@@ -55,14 +55,25 @@ class DataConfig(Section):
     image_size: list[int] = Field(default_factory=lambda: [256, 256])
     ct: CTConfig = Field(default_factory=CTConfig)
     splits: SplitRoles = Field(default_factory=SplitRoles)
-    #: light augmentation for classifier/diffusion training (flip off: chest anatomy is lateralised)
+    #: light augmentation for diffusion training (flip off: chest anatomy is lateralised); the
+    #: classifier has its own (classifier.augment_rotation_deg / augment_flip)
     augment: bool = False
     #: preprocessed-sample cache for MONAI PersistentDataset; None = no disk cache
     cache_dir: Path | None = None
     #: without cache_dir: keep preprocessed samples in RAM (MONAI CacheDataset)
     cache_memory: bool = False
-    #: class-balanced batch resampling: class probability ∝ n_c^q (q=0.5 square-root); None = off
-    class_balanced_q: float | None = None
+    #: moved to `training.class_balanced_q` (the diffusion's batch resampling); any value here is
+    #: rejected with a message saying so. Not part of the resolved recipe.
+    class_balanced_q: None = Field(None, exclude=True)
     #: head/medium/tail thresholds on training counts: tail < low <= medium <= high < head
     group_thresholds: tuple[int, int] = (100, 1000)
     num_workers: int = 0
+
+    @field_validator("class_balanced_q", mode="before")
+    @classmethod
+    def _class_balanced_q_moved(cls, v):
+        if v is not None:
+            raise ValueError("data.class_balanced_q moved to training.class_balanced_q (the diffusion's "
+                             "class-balanced batch resampling; the classifier always trains on the natural "
+                             "distribution, cRT stage 2 class-balanced)")
+        return v

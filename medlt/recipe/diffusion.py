@@ -65,6 +65,11 @@ class TrainingConfig(Section):
     sample_grid_per_class: int = 4
     #: device: "auto" (CUDA when available), "cpu", "cuda"
     device: str = "auto"
+    #: class-balanced batch resampling of the diffusion's training set (CCUA): draw a class with
+    #: probability ∝ n_c^q (q = 0.5 square-root, 0 uniform, 1 natural), then an image of it; None =
+    #: plain shuffling. Only the diffusion reads it: the downstream classifier's main stage always
+    #: trains on the natural distribution.
+    class_balanced_q: float | None = None
 
 
 class SamplingConfig(Section):

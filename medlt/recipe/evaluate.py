@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
@@ -24,15 +25,33 @@ class ClassifierConfig(Section):
     epochs: int = 60
     per_rank_batch_size: int = 256
     lr: float = 1e-4
-    weight_decay: float = 1e-5
+    #: Adam weight decay (LongTailCXR: none)
+    weight_decay: float = 0.0
     crt_epochs: int = 10
     crt_lr: float | None = None
+    #: stop a stage (main, cRT) after this many epochs without a better val balanced accuracy; the
+    #: best checkpoint is kept. None = train every epoch. LongTailCXR: 15.
+    early_stopping_patience: int | None = Field(15, ge=1)
+    #: training augmentation (the classifier's own; data.augment applies to the diffusion only):
+    #: random rotation, uniform in ±augment_rotation_deg degrees (0 = off; LongTailCXR: 15) ...
+    augment_rotation_deg: float = Field(15.0, ge=0.0, le=180.0)
+    #: ... and a random left-right flip with probability 0.5. Off by default (LongTailCXR flips):
+    #: chest anatomy is lateralised and this classifier is also the default feature extractor and
+    #: reference classifier, which must not be blind to mirrored anatomy (see docs/evaluation.md).
+    augment_flip: bool = False
+    #: initial weights from a local file (state dict of this architecture's backbone, of a medlt
+    #: classifier, or a medlt checkpoint; torch.load weights_only); nothing is downloaded. None =
+    #: random initialisation.
+    init_weights: Path | None = None
     #: multi-label decision threshold on the sigmoid probabilities
     threshold: float = 0.5
     device: str = "auto"
 
 
 class EvaluateConfig(Section):
+    #: bootstrap resamples for the 95% confidence intervals of the classification metrics
+    #: (stratified by class over the test images, seeded); 0 = no intervals
+    bootstrap_resamples: int = Field(1000, ge=0)
     #: memorization: a synthetic image is a near-copy when its nearest real training image is
     #: closer than this percentile of real-to-real nearest distances
     memorization_percentile: float = 5.0

@@ -53,9 +53,10 @@ def test_dataloader_shuffle_seeded_and_balanced(tmp_path):
 def test_multi_label_ct_batches(tmp_path):
     write_ct_rate(tmp_path / "ct", shape=(12, 10, 6))
     r = recipe(tmp_path, format="ct-rate", root=str(tmp_path / "ct"), splits=CT_SPLITS, image_size=[8, 8, 4],
-               ct={"spacing_mm": [2.0, 2.0, 4.0], "crop_size": None}, class_balanced_q=0.5)
-    dl = build_dataloader(r, "train", 2, shuffle=True)
-    assert isinstance(dl.sampler, ClassBalancedSampler)  # from recipe.data.class_balanced_q
+               ct={"spacing_mm": [2.0, 2.0, 4.0], "crop_size": None})
+    dl = build_dataloader(r, "train", 2, shuffle=True, balanced_q=0.5)
+    assert isinstance(dl.sampler, ClassBalancedSampler)
+    assert not isinstance(build_dataloader(r, "train", 2, shuffle=True).sampler, ClassBalancedSampler)
     b = next(iter(dl))
     assert b["image"].shape == (2, 1, 8, 8, 4) and b["image"].dtype == torch.float32
     assert b["label"].shape == (2, 18) and b["label"].dtype == torch.float32
