@@ -1,4 +1,4 @@
-"""Downstream classifier (DESIGN §6): MONAI DenseNet121/ResNet, long-tail baselines, evaluation.
+"""Downstream classifier (docs/evaluation.md): MONAI DenseNet121/ResNet, long-tail baselines, evaluation.
 
 Public: `load_classifier(run_or_checkpoint, device="cpu")` -> Classifier (.label_space,
 .predict_proba, .features); `fit_classifier`, `ClassifierData` (medlt.classify.train).

@@ -1,4 +1,4 @@
-"""Build `ClassifierData` from a recipe with DATA's loaders (CONTRACTS interface 3).
+"""Build `ClassifierData` from a recipe with DATA's loaders.
 
 `--train-manifest merged.csv` (from `medlt synth`): the *training* role is read from that
 manifest (format manifest, same classes, image size and preprocessing as the recipe); the val role

@@ -1,4 +1,4 @@
-"""`load_classifier(run_or_checkpoint)` (CONTRACTS interface 5)."""
+"""`load_classifier(run_or_checkpoint)`."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Label rules in one place: class order per dataset, aliases, single- vs multi-label, and the
-head / medium / tail grouping (DESIGN §2).
+head / medium / tail grouping (docs/datasets.md).
 
 Everything that needs a class list, a class index or a group asks this module.
 """

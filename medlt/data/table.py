@@ -1,6 +1,6 @@
 """The canonical table: every dataset format becomes one pandas frame plus a label space.
 
-Columns (CONTRACTS §2): `id` (unique str), `image` (absolute path), `patient_id`, `split` (official
+Columns: `id` (unique str), `image` (absolute path), `patient_id`, `split` (official
 split name), one 0/1 int column per class named exactly as `label_space.names`, `source`
 ("real"/"synthetic"); CT rows add spacing_x, spacing_y, spacing_z (mm), rescale_slope,
 rescale_intercept. `csv_file` / `csv_row` say where each row came from (for messages). A manifest's

@@ -1,6 +1,6 @@
 """MONAI transform pipelines, one builder per modality, built from the recipe's data section.
 
-Model space (CONTRACTS §3): CXR 2*x01 - 1; CT clip(HU, window) / hu_scale (default [-1, 1], pad
+Model space (docs/datasets.md): CXR 2*x01 - 1; CT clip(HU, window) / hu_scale (default [-1, 1], pad
 value = the window's low end / hu_scale = -1). Inverse for writers: x01 = (x + 1) / 2; HU = x * 1000.
 
 Every pipeline ends in a dict {"image": float32 tensor, "label": tensor, "id": str}. The

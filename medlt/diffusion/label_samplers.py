@@ -1,4 +1,4 @@
-"""Label samplers for the regularizers' extra passes (DESIGN §4).
+"""Label samplers for the regularizers' extra passes (docs/methods.md).
 
 `LabelBank` holds the training split's class counts (and, multi-label, its label vectors):
 - `balanced`: CBDM's y′. Single-label: a class from the empirical class prior (n_c / N) or uniform.

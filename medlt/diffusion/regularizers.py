@@ -1,7 +1,7 @@
-"""Long-tail regularizers (DESIGN §4): pure per-sample formulas and the registered components.
+"""Long-tail regularizers (docs/methods.md): pure per-sample formulas and the registered components.
 
 Pure functions: each returns a (B,) tensor, w_t = t/T times the mean over that sample's elements of
-the term, with exactly the stop-gradients of DESIGN §4. The batch reduction (mean over B) belongs to
+the term, with exactly the stop-gradients of docs/methods.md. The batch reduction (mean over B) belongs to
 the training loop.
 
 Components (`cbdm`, `overlap`, `ccua`) are built from the recipe's `regularizers:` list. Each one
@@ -36,7 +36,7 @@ def _wide(x: torch.Tensor) -> torch.Tensor:
     return x if x.dtype in (torch.float32, torch.float64) else x.float()
 
 
-# ---------------------------------------------------------------- pure formulas (DESIGN §4)
+# ---------------------------------------------------------------- pure formulas (docs/methods.md)
 
 def cbdm_terms(eps_cond: torch.Tensor, eps_balanced: torch.Tensor, timesteps: torch.Tensor,
                num_train_timesteps: int, tau: float = 1.0, gamma: float = 0.25) -> torch.Tensor:

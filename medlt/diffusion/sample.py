@@ -1,4 +1,4 @@
-"""Generate images from a trained checkpoint (CONTRACTS interface 4).
+"""Generate images from a trained checkpoint (the interface `medlt synth` and `medlt sample` use).
 
     gen = load_generator("RUN/checkpoints/last.pt", device="cpu")
     x = gen.generate(torch.tensor([0, 3]), [11, 12], guidance_scale=0.8, num_inference_steps=50)

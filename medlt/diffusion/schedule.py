@@ -1,4 +1,4 @@
-"""Noise schedules (MONAI `DDPMScheduler`) and the time weight w_t = t / T (DESIGN §3, §4)."""
+"""Noise schedules (MONAI `DDPMScheduler`) and the time weight w_t = t / T (docs/methods.md)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Class-conditional MONAI `DiffusionModelUNet` (2D/3D) with a null label for classifier-free
 guidance, and access to the bottleneck (middle-block) features for CCUA.
 
-Conditioning (DESIGN §3):
+Conditioning (docs/methods.md):
 - single-label: MONAI's own class embedding with `num_class_embeds = K + 1`; index K is the null label.
 - multi-label, `time-embedding` (default): the multi-hot vector y goes through a learned linear layer to
   the time-embedding width and is added to the time embedding; "unconditional" rows use a learned null

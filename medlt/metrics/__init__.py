@@ -1,4 +1,4 @@
-"""Evaluation metrics (DESIGN §6): classification, Fréchet/KID feature distances, diversity,
+"""Evaluation metrics (docs/evaluation.md): classification, Fréchet/KID feature distances, diversity,
 memorization. Heavy imports (sklearn, torchmetrics, monai) load on first use."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Classification metrics (DESIGN §6), computed with scikit-learn, never re-derived by hand.
+"""Classification metrics (docs/evaluation.md), computed with scikit-learn, never re-derived by hand.
 
 Single-label (`y_true`, `y_pred`: int class indices):
 - `balanced_accuracy`: mean per-class recall over the classes present in `y_true`

@@ -1,4 +1,4 @@
-"""Memorization (DESIGN §6): a synthetic image is a *near-copy* when its nearest real training
+"""Memorization (docs/evaluation.md): a synthetic image is a *near-copy* when its nearest real training
 image in feature space is closer than the p-th percentile (default 5th) of the real-to-real
 nearest-neighbour distances (each real image against the other real images, itself excluded).
 

@@ -1,4 +1,4 @@
-"""Long-tailed phantom datasets in the official layouts (DESIGN §7).
+"""Long-tailed phantom datasets in the official layouts (docs/datasets.md).
 
 `write_phantom(layout, out_dir, ...)` writes NIH-CXR-LT, MIMIC-CXR-LT or CT-RATE-shaped data whose
 classes show known, visible findings (cxr_findings.py, ct.py), with long-tailed training counts

@@ -1,4 +1,4 @@
-"""Long-tailed class counts: n_c = n_max * r ** (c / (C - 1)) (DESIGN §7, issue 2).
+"""Long-tailed class counts: n_c = n_max * r ** (c / (C - 1)) (docs/datasets.md).
 
 `r` is the imbalance ratio n_min / n_max (0 < r <= 1; default 0.01, i.e. the head class has 100x
 the tail's images). A value > 1 is read as n_max / n_min (so 100 and 0.01 mean the same). Class

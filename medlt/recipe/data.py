@@ -11,7 +11,7 @@ from medlt.recipe.base import Section
 
 
 class CTConfig(Section):
-    """CT-RATE preprocessing (DESIGN §2). HU and spacing come from the metadata CSV."""
+    """CT-RATE preprocessing (docs/datasets.md). HU and spacing come from the metadata CSV."""
 
     spacing_mm: tuple[float, float, float] = (0.75, 0.75, 1.5)
     hu_window: tuple[float, float] = (-1000.0, 1000.0)

@@ -1,4 +1,4 @@
-"""`synth:` section: what `medlt synth` generates and how it writes it (DESIGN §5)."""
+"""`synth:` section: what `medlt synth` generates and how it writes it (docs/methods.md)."""
 
 from __future__ import annotations
 

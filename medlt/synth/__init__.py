@@ -1,4 +1,4 @@
-"""`medlt synth`: class-balanced synthetic training sets in the dataset's own format (DESIGN §5).
+"""`medlt synth`: class-balanced synthetic training sets in the dataset's own format (docs/methods.md).
 
     quotas.py    parse_quota / class_targets: to_head | to_count:N | to_ratio:R
     jobs.py      the job list (one per image: label, id, noise seed), single-label round-robin and

@@ -1,6 +1,6 @@
 """DIR/manifest.csv (synthetic rows) and DIR/merged.csv (real rows + synthetic rows).
 
-Both are medlt's `manifest` format (CONTRACTS interface 2): `id`, `image`, `patient_id`, `split`,
+Both are medlt's `manifest` format (docs/datasets.md): `id`, `image`, `patient_id`, `split`,
 one 0/1 column per class, `source`, then extra columns (seed, checkpoint_sha256, guidance_scale,
 sampler, steps; CT: spacing_x/y/z, rescale_slope, rescale_intercept).
 

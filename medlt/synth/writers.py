@@ -1,6 +1,6 @@
 """Where each synthetic image goes and how it is written, in the dataset's own format.
 
-Intensity conventions are the readers' inverses (DESIGN §2, CONTRACTS interface 3): model space
+Intensity conventions are the readers' inverses (docs/datasets.md): model space
 x in [-1, 1] -> CXR x01 = (x + 1) / 2 (8-bit PNG/JPG, 16-bit DICOM); CT HU = x * 1000 (int16 NIfTI
 with the recipe spacing in the affine). Encoding is done by `medlt.data.io` writers (atomic).
 

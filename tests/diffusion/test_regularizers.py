@@ -1,4 +1,4 @@
-"""Regularizer formulas vs float64 references written from DESIGN §4 (values AND gradients)."""
+"""Regularizer formulas vs float64 references written from docs/methods.md (values AND gradients)."""
 
 import math
 
@@ -45,9 +45,9 @@ def test_cbdm_value_and_gradients_match_design():
     n = h.numel()
     w = _w(t).view(-1, 1, 1, 1)
     val, gh, ghb = _grads(lambda a, b: cbdm_terms(a, b, t, T, tau, gamma).mean(), h, hb)
-    ref = (tau * w * (h - hb) ** 2).mean() * (1 + gamma)  # value of L_cbdm (DESIGN §4)
+    ref = (tau * w * (h - hb) ** 2).mean() * (1 + gamma)  # value of L_cbdm (docs/methods.md)
     assert val.item() == pytest.approx(ref.item(), rel=1e-12)
-    # exactly the stop-gradients of DESIGN §4
+    # exactly the stop-gradients of docs/methods.md
     assert torch.allclose(gh, 2 * tau * w * (h - hb).detach() / n, rtol=1e-12, atol=0)
     assert torch.allclose(ghb, 2 * gamma * tau * w * (hb - h).detach() / n, rtol=1e-12, atol=0)
     # a version without stop-gradients would give (1+γ)× these: make sure we are not that

@@ -1,6 +1,6 @@
 """Image I/O for chest radiographs (PNG/JPG/DICOM) and chest CT (NIfTI).
 
-Conventions (CONTRACTS.md §1):
+Conventions:
 - 2D images are float32 (H, W) in [0, 1]; row 0 = top of the image (head), column 0 = image left,
   the same for every file format.
 - CT volumes are (X, Y, Z) arrays in HU with RAS orientation; spacing in millimetres.
