@@ -2,7 +2,10 @@
 
 `LabelBank` holds the training split's class counts (and, multi-label, its label vectors):
 - `balanced`: CBDM's y′. Single-label: a class from the empirical class prior (n_c / N) or uniform.
-  Multi-label: a class c from that prior, then a random training label vector that contains c.
+  Multi-label, "empirical": a training label vector drawn uniformly (the natural distribution,
+  all-zero "no finding" vectors included); "uniform": a stratum drawn uniformly among the K classes
+  and the "no positive label" stratum (those that have rows), then a random training label vector
+  of that stratum (one that contains the class, or an all-zero one).
 - `negative`: the overlap term's c′ ≠ y. Single-label: uniform over the other K−1 classes.
   Multi-label: a random training label vector different from y (if the draw equals y, one random
   class bit of y is flipped instead).
@@ -31,9 +34,10 @@ class LabelBank:
                 raise ValueError("multi-label LabelBank needs the training label vectors")
             self.vectors = (torch.as_tensor(label_vectors) > 0).float()
             members = [torch.nonzero(self.vectors[:, c]).flatten() for c in range(self.num_classes)]
+            members.append(torch.nonzero(self.vectors.sum(1) == 0).flatten())  # "no positive label"
             self.member_counts = torch.tensor([len(m) for m in members], dtype=torch.long)
             width = max(1, int(self.member_counts.max()))
-            self.members = torch.zeros(self.num_classes, width, dtype=torch.long)
+            self.members = torch.zeros(len(members), width, dtype=torch.long)
             for c, m in enumerate(members):
                 self.members[c, : len(m)] = m
 
@@ -45,9 +49,14 @@ class LabelBank:
 
     def balanced(self, batch: int, prior: str, generator: torch.Generator,
                  device: torch.device | str = "cpu") -> torch.Tensor:
-        classes = torch.multinomial(self.prior(prior), batch, replacement=True, generator=generator)
         if not self.multi_label:
+            classes = torch.multinomial(self.prior(prior), batch, replacement=True, generator=generator)
             return classes.to(device)
+        if prior == "empirical":
+            rows = torch.randint(0, self.vectors.shape[0], (batch,), generator=generator)
+            return self.vectors[rows].to(device)
+        present = (self.member_counts > 0).float()
+        classes = torch.multinomial(present / present.sum(), batch, replacement=True, generator=generator)
         n = self.member_counts[classes]
         pick = (torch.rand(batch, generator=generator) * n).long().clamp(max=n.max() - 1)
         rows = self.members[classes, pick]

@@ -17,6 +17,7 @@ def _single_labels():
 def test_class_frequencies_follow_power_law(q):
     labels = _single_labels()
     s = ClassBalancedSampler(labels, q=q, num_samples=20000, seed=3)
+    assert np.allclose(s.probabilities, class_probabilities(COUNTS, q))
     drawn = labels[s.draw()]
     observed = np.bincount(drawn, minlength=4)
     expected = np.power(COUNTS, q) / np.power(COUNTS, q).sum() * 20000
@@ -40,23 +41,54 @@ def test_uniform_within_class_and_deterministic():
     assert len(s) == 40000 and len(list(iter(s))) == 40000
 
 
-def test_multi_label_image_probabilities():
-    rng = np.random.default_rng(0)
-    y = np.zeros((60, 3), np.int64)
+def _multi_labels():
+    y = np.zeros((80, 3), np.int64)
     y[:40, 0] = 1
     y[30:50, 1] = 1   # 10 images carry classes 0 and 1
-    y[50:, 2] = 1
-    y[55:, 0] = 1
-    del rng
-    q = 0.5
-    n = y.sum(0)
-    p = class_probabilities(n, q)
-    # P(image i) = sum over its classes c of p_c / n_c
-    expected = (y * (p / n)).sum(1)
-    s = ClassBalancedSampler(y, q=q, num_samples=60000, seed=2)
-    observed = np.bincount(s.draw(), minlength=60)
-    assert np.isclose(expected.sum(), 1.0)
-    assert chisquare(observed, expected * 60000).pvalue > 1e-3
+    y[50:60, 2] = 1
+    y[55:60, 0] = 1
+    return y          # rows 60..79: no positive label (normal scans)
+
+
+@pytest.mark.parametrize("q", [0.5, 0.0])
+def test_multi_label_image_probabilities(q):
+    y = _multi_labels()
+    strata = np.concatenate([y, (y.sum(1, keepdims=True) == 0)], axis=1)
+    n = strata.sum(0)
+    # P(image i) ∝ (1/|S_i|) Σ_{s ∈ S_i} n_s^(q-1), the "no positive label" rows forming one stratum
+    expected = (strata * n ** (q - 1.0)).sum(1) / strata.sum(1)
+    expected /= expected.sum()
+    s = ClassBalancedSampler(y, q=q, num_samples=80000, seed=2)
+    assert np.allclose(s.row_probabilities, expected)
+    observed = np.bincount(s.draw(), minlength=80)
+    assert observed[60:].sum() > 0  # all-zero rows are drawn
+    assert chisquare(observed, expected * 80000).pvalue > 1e-3
+    assert s.probabilities.shape == (4,) and np.isclose(s.probabilities.sum(), 1.0)
+
+
+def test_multi_label_q1_is_the_natural_distribution_all_zero_rows_included():
+    y = _multi_labels()
+    s = ClassBalancedSampler(y, q=1.0, num_samples=40000, seed=7)
+    idx = s.draw()
+    # every row equally likely, the 20 normal rows included
+    assert chisquare(np.bincount(idx, minlength=80)).pvalue > 1e-3
+    # class and "no positive label" frequencies among the drawn rows match the data's
+    drawn = y[idx]
+    natural = np.append(y.mean(0), (y.sum(1) == 0).mean())
+    empirical = np.append(drawn.mean(0), (drawn.sum(1) == 0).mean())
+    assert np.allclose(empirical, natural, atol=0.01)
+    assert empirical[3] == pytest.approx(0.25, abs=0.01)
+
+
+def test_multi_label_q0_single_positive_strata_are_uniform():
+    y = np.zeros((100, 2), np.int64)
+    y[:70, 0] = 1
+    y[70:75, 1] = 1   # 25 normal rows
+    s = ClassBalancedSampler(y, q=0.0, num_samples=30000, seed=1)
+    drawn = y[s.draw()]
+    freq = [drawn[:, 0].mean(), drawn[:, 1].mean(), (drawn.sum(1) == 0).mean()]
+    assert chisquare(np.array(freq) * 30000, np.full(3, 10000)).pvalue > 1e-3
+    assert np.allclose(s.probabilities, 1 / 3)
 
 
 def test_ranks_split_one_global_sequence():
