@@ -59,6 +59,13 @@ def evaluate(
                                                   "classifier: section builds a plain state dict's architecture."),
     feature_extractor_2d: Path = typer.Option(None, "--feature-extractor-2d", help="CT only: 2D extractor for the "
                                               "2.5D FID (default: a seeded random-init 2D ResNet, named as such)."),
+    reference_classifier: Path = typer.Option(None, "--reference-classifier", help="Class fidelity judge (a "
+                                              "`medlt classify` or `medlt oracle` run/.pt with the recipe's classes): "
+                                              "the share of synthetic images of each class it assigns to that class. "
+                                              "Default: the --classifier when it was trained on real images only."),
+    cas: bool = typer.Option(False, "--cas", help="Also compute the Classification Accuracy Score: train the recipe's "
+                             "classifier on the --synthetic images only (OUT/cas_classifier) and test it on the real "
+                             "test split. Off by default: it trains a classifier."),
     sets: list[str] = SET_OPT,
 ) -> None:
     """Score a classifier on the balanced and long-tailed test roles, optionally judge a synthetic
@@ -76,6 +83,7 @@ def evaluate(
     fer = load_recipe(feature_extractor_recipe) if feature_extractor_recipe else None
     result, assets = run_eval(r, classifier, out, synthetic_dir=synthetic, feature_extractor=feature_extractor,
                               feature_extractor_recipe=fer, feature_extractor_2d=feature_extractor_2d,
+                              reference_classifier=reference_classifier, cas=cas,
                               device=str(resolve_device(r.classifier.device)))
     paths = write_report(out, result, assets)
     for role, m in result["classification"].items():
@@ -83,9 +91,52 @@ def evaluate(
             continue
         key = "balanced_accuracy" if "balanced_accuracy" in m else "mean_per_class_balanced_accuracy_tpr_tnr"
         typer.echo(f"{role}: {key} = {m[key]:.4f}")
+    _echo_class_checks(result.get("generation", {}))
     typer.echo(f"report: {paths['html']}")
+
+
+def _echo_class_checks(gen: dict) -> None:
+    fid, cas = gen.get("class_fidelity"), gen.get("cas")
+    if fid and "skipped" in fid:
+        typer.echo(f"class fidelity skipped: {fid['skipped']}")
+    elif fid:
+        key = "mean_class_fidelity" if fid["mode"] == "single-label" else "mean_auroc"
+        typer.echo(f"class fidelity ({fid['reference_classifier']['name']}): {key} = {fid[key]:.4f}")
+    if cas:
+        key = "balanced_accuracy" if "balanced_accuracy" in cas else "mean_per_class_balanced_accuracy_tpr_tnr"
+        typer.echo(f"CAS ({cas['test_split']}): {key} = {cas[key]:.4f}")
+
+
+def oracle(
+    recipe: Path = RECIPE_ARG,
+    out: Path = typer.Option(..., "--out", help="Oracle run folder: phantom/ (the balanced phantom), checkpoints/, "
+                             "oracle.json. Re-running resumes.", show_default=False),
+    per_class: int = typer.Option(None, "--per-class", help="Training images per class of the balanced phantom "
+                                  "(CT-RATE: positive scans). Default: 60 (CXR), 16 (CT-RATE)."),
+    seed: int = typer.Option(None, "--seed", help="Seed of the balanced phantom; must differ from the evaluated "
+                             "phantom's (default: its seed + 1)."),
+    sets: list[str] = SET_OPT,
+) -> None:
+    """Train a phantom oracle: the recipe's classifier on a large balanced phantom from another seed.
+
+    The recipe must read a `medlt phantom` folder; the oracle's phantom has the same layout, image
+    size and label mode, N training images per class, and no image in common with it. Its own
+    balanced accuracy on the evaluated phantom's test split is printed and kept in oracle.json.
+    Use it as the class fidelity judge: medlt evaluate RECIPE --classifier RUN --synthetic SYN
+    --reference-classifier OUT --out EVAL. More epochs: --set classifier.epochs=20.
+    Example: medlt oracle recipes/phantom/nih_cxr_lt.yaml --out runs/oracle --per-class 60
+    """
+    from medlt.classify.oracle import build_oracle
+
+    r = load_recipe_cli(recipe, sets)
+    res = build_oracle(r, out, per_class=per_class, seed=seed)
+    t = res["test_on_evaluated_phantom"]
+    key = "balanced_accuracy" if "balanced_accuracy" in t else "mean_per_class_balanced_accuracy_tpr_tnr"
+    typer.echo(f"oracle {res['oracle']}: {key} on {t['split']} of {res['evaluated_phantom']} = {t[key]:.4f} "
+               f"({res['train_images']} training images, {res['epochs_trained']} epochs) -> {out}")
 
 
 def register(app: typer.Typer) -> None:
     app.command("classify")(classify)
     app.command("evaluate")(evaluate)
+    app.command("oracle")(oracle)

@@ -187,12 +187,15 @@ def generation_metrics(recipe: Recipe, table, groups: list[str], synthetic_dir: 
 def evaluate(recipe: Recipe, classifier_run: str | Path, out_dir: str | Path, *,
              synthetic_dir: str | Path | None = None, feature_extractor: str | Path | None = None,
              feature_extractor_recipe: Recipe | None = None, feature_extractor_2d: str | Path | None = None,
+             reference_classifier: str | Path | None = None, cas: bool = False,
              device: str = "cpu", show_progress: bool = True) -> tuple[dict, dict]:
     from medlt.classify.extractor import classifier_extractor
     from medlt.data.table import load_table
     from medlt.metrics.extractors import load_feature_extractor, random_2d_extractor
 
     out_dir = Path(out_dir)
+    if synthetic_dir is None and (reference_classifier is not None or cas):
+        raise DataError("--reference-classifier and --cas judge a synthetic set: add --synthetic DIR")
     clf = load_classifier(classifier_run, device)
     table = load_table(recipe)
     ls = table.label_space
@@ -229,6 +232,11 @@ def evaluate(recipe: Recipe, classifier_run: str | Path, out_dir: str | Path, *,
         gen, assets = generation_metrics(recipe, table, groups, Path(synthetic_dir), ext, ext2d, out_dir,
                                          show_progress=show_progress)
         result["generation"] = gen
+        from medlt.classify.synthetic_classes import synthetic_class_checks  # class fidelity, CAS
+
+        gen.update(synthetic_class_checks(recipe, result, table, groups, Path(synthetic_dir), out_dir,
+                                          classifier_run=classifier_run, reference_classifier=reference_classifier,
+                                          cas=cas, device=device, show_progress=show_progress))
         if feature_extractor is None and result["classifier"]["train_source"] != "real":
             gen["warning"] = ("the default feature extractor is the evaluated classifier, which saw synthetic "
                               "images; pass --feature-extractor REAL_ONLY_RUN for a clean FID")
