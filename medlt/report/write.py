@@ -144,6 +144,9 @@ def build_blocks(result: dict, assets: dict) -> list[tuple]:
             per = max((len(v["real"]) for v in assets["grid"].values()), default=0) or 1
             b.append(("img", "samples.png", figures.sample_grid_png(assets["grid"], per),
                       "Samples per class, real beside synthetic"))
+    from medlt.report.class_sections import class_check_blocks  # class fidelity, CAS
+
+    b += class_check_blocks(result)
     return b
 
 
