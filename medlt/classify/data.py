@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from medlt.classify.augment import AugmentedDataset, classifier_augmentation
 from medlt.classify.train import ClassifierData
 from medlt.errors import DataError
 from medlt.recipe import Recipe
@@ -51,23 +52,30 @@ def classifier_data(recipe: Recipe, *, train_manifest: str | Path | None = None,
     if table.label_space != real_space:
         raise DataError(f"--train-manifest {train_manifest}: classes {list(table.label_space.names)} differ "
                         f"from the recipe's {list(real_space.names)}")
-    train_ds = build_dataset(train_recipe, "train", augment=bool(recipe.data.augment))
-    if len(train_ds) == 0:
+    # deterministic preprocessing only (cacheable); the classifier's own augmentation on top
+    # (classifier.augment_rotation_deg / augment_flip; data.augment is the diffusion's)
+    base_ds = build_dataset(train_recipe, "train", augment=False)
+    if len(base_ds) == 0:
         raise DataError("the training role has no images")
     seed = derive_seed(recipe.seed, "classifier-data")
+    spatial_dims = int(base_ds[0]["image"].ndim - 1)
+    transform = classifier_augmentation(cfg, spatial_dims, seed=derive_seed(seed, "augment"))
+    train_ds = AugmentedDataset(base_ds, transform) if transform is not None else base_ds
     bs = cfg.per_rank_batch_size
-    train = build_dataloader(train_recipe, "train", bs, shuffle=True, seed=seed, dataset=train_ds)
+    # main stage: the natural distribution (plain shuffling), whatever the diffusion's
+    # training.class_balanced_q; only cRT's stage 2 resamples (uniform over classes, q = 0)
+    train = build_dataloader(train_recipe, "train", bs, shuffle=True, balanced_q=None, seed=seed, dataset=train_ds)
     from monai.data import DataLoader
 
     # never sharded: under torchrun every rank scores the whole val set, so model selection agrees
     val = DataLoader(build_dataset(recipe, "val"), batch_size=bs, shuffle=False,
                      num_workers=recipe.data.num_workers)
-    frame = table.role("train")
+    frame = base_ds.frame  # the training rows kept (data.on_bad_image=skip may leave some out)
     n_syn = int((frame["source"] == "synthetic").sum()) if "source" in frame.columns else 0
     return ClassifierData(
         train=train, val=val, label_space=table.label_space,
-        train_counts=table.class_counts("train"),
-        spatial_dims=int(train_ds[0]["image"].ndim - 1),
+        train_counts=[int(c) for c in table.label_matrix(frame).sum(axis=0)],
+        spatial_dims=spatial_dims, train_transform=transform,
         balanced_train=lambda: build_dataloader(train_recipe, "train", bs, shuffle=True, balanced_q=0.0,
                                                 seed=seed, dataset=train_ds),
         meta={"train_manifest": str(train_manifest) if train_manifest else "", "train_images": len(train_ds),

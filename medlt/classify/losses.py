@@ -1,9 +1,12 @@
-"""Classifier losses, per sample (the training loop owns the reduction).
+"""Classifier losses.
 
-- single-label: softmax cross-entropy, optionally weighted per class;
-- multi-label: binary cross-entropy averaged over classes per sample, optionally weighted per class.
+- single-label: softmax cross-entropy; with class weights w it is torch's weighted mean
+  `F.cross_entropy(logits, y, weight=w)` = Σ_i w_{y_i} ℓ_i / Σ_i w_{y_i} (LongTailCXR's
+  `CrossEntropyLoss(weight=w)`), so the scale does not depend on the batch's class mix;
+- multi-label: binary cross-entropy averaged over samples and classes; with class weights w it is
+  `F.binary_cross_entropy_with_logits(logits, y, weight=w)` = mean_{i,c} w_c ℓ_{i,c}.
 Class-balanced weights (Cui et al. 2019, "effective number of samples"):
-w_c = (1 − β) / (1 − β^{n_c}), rescaled so that Σ_c w_c = K.
+w_c = (1 − β) / (1 − β^{n_c}), rescaled so that Σ_c w_c = K (LongTailCXR's normalisation).
 """
 
 from __future__ import annotations
@@ -20,15 +23,18 @@ def class_balanced_weights(counts: Sequence[int], beta: float = 0.9999) -> torch
     return (w / w.sum() * len(counts)).to(torch.float32)
 
 
-def per_sample_loss(logits: torch.Tensor, target: torch.Tensor, *, multi_label: bool,
-                    class_weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    """{"ce": (B,)} for single-label, {"bce": (B,)} for multi-label."""
+def classification_loss(logits: torch.Tensor, target: torch.Tensor, *, multi_label: bool,
+                        class_weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """{"ce": scalar} (single-label) or {"bce": scalar} (multi-label), reduced as in the docstring."""
+    w = class_weights.to(logits) if class_weights is not None else None
+    if multi_label:
+        return {"bce": F.binary_cross_entropy_with_logits(logits, target.to(logits), weight=w)}
+    return {"ce": F.cross_entropy(logits, target.long(), weight=w)}
+
+
+def per_sample_loss(logits: torch.Tensor, target: torch.Tensor, *, multi_label: bool) -> dict[str, torch.Tensor]:
+    """Unweighted per-sample terms: {"ce": (B,)} or {"bce": (B,)} (BCE averaged over classes)."""
     if multi_label:
         bce = F.binary_cross_entropy_with_logits(logits, target.float(), reduction="none")
-        if class_weights is not None:
-            bce = bce * class_weights.to(bce)
         return {"bce": bce.mean(dim=1)}
-    ce = F.cross_entropy(logits, target.long(), reduction="none")
-    if class_weights is not None:
-        ce = ce * class_weights.to(ce)[target.long()]
-    return {"ce": ce}
+    return {"ce": F.cross_entropy(logits, target.long(), reduction="none")}

@@ -61,3 +61,71 @@ def build_classifier_net(cfg: ClassifierConfig, spatial_dims: int, num_classes: 
     if spatial_dims not in (2, 3):
         raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
     return ARCHITECTURES.get(cfg.architecture, key="classifier.architecture")(cfg, spatial_dims, num_classes)
+
+
+def _unwrap_state_dict(obj, path) -> dict:
+    from medlt.errors import CheckpointError
+
+    for key in ("model", "state_dict"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"classifier.init_weights {path}: not a state dict of tensors")
+    return {str(k).removeprefix("module."): v for k, v in obj.items()}
+
+
+def load_initial_weights(net: ClassifierNet, path) -> dict:
+    """Initialise `net` from a local weights file (torch.load weights_only=True; nothing downloaded).
+
+    Accepted: a medlt classifier checkpoint or state dict (keys `backbone.*`, `head.*`), or a state
+    dict of the backbone network itself (e.g. a MONAI ResNet's; torchvision ResNets use the same
+    key names). The backbone must fit exactly; the original classification layer of a backbone
+    state dict (`fc.*`, `class_layers.out.*`) is dropped, and a `head.*` is loaded only when its
+    shape fits (otherwise the head keeps its random initialisation). A first convolution stored
+    with 3 input channels (RGB) is summed to the model's 1 channel (the same response as the grey
+    image repeated on R, G, B). Returns what was loaded; CheckpointError in one line otherwise.
+    """
+    from pathlib import Path
+
+    from medlt.errors import CheckpointError
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"classifier.init_weights: file not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file
+        raise CheckpointError(f"classifier.init_weights {path}: not a weights file torch.load(weights_only=True) "
+                              f"can read ({type(e).__name__})") from None
+    sd = _unwrap_state_dict(obj, path)
+    if any(k.startswith("backbone.") for k in sd):
+        backbone = {k.removeprefix("backbone."): v for k, v in sd.items() if k.startswith("backbone.")}
+        head = {k.removeprefix("head."): v for k, v in sd.items() if k.startswith("head.")}
+    else:
+        backbone = {k: v for k, v in sd.items() if not k.startswith(("fc.", "class_layers.out."))}
+        head = {}
+    own = net.backbone.state_dict()
+    missing = [k for k in own if k not in backbone]
+    unexpected = [k for k in backbone if k not in own]
+    adapted = []
+    for k, v in list(backbone.items()):
+        if k in own and v.shape != own[k].shape:
+            if v.ndim >= 3 and v.shape[1] == 3 and own[k].shape[1] == 1 and v.shape[:1] + v.shape[2:] == \
+                    own[k].shape[:1] + own[k].shape[2:]:
+                backbone[k] = v.sum(dim=1, keepdim=True)
+                adapted.append(k)
+    wrong = [f"{k} {tuple(backbone[k].shape)} vs {tuple(own[k].shape)}" for k in own
+             if k in backbone and backbone[k].shape != own[k].shape]
+    if missing or unexpected or wrong:
+        def few(xs):
+            return ", ".join(xs[:3]) + (f" (+{len(xs) - 3} more)" if len(xs) > 3 else "")
+
+        parts = [f"missing {few(missing)}" if missing else "", f"unexpected {few(unexpected)}" if unexpected else "",
+                 f"shape {few(wrong)}" if wrong else ""]
+        raise CheckpointError(f"classifier.init_weights {path}: keys don't fit the {type(net.backbone).__name__} "
+                              f"backbone: " + "; ".join(p for p in parts if p))
+    net.backbone.load_state_dict(backbone, strict=True)
+    head_loaded = bool(head) and all(k in head and head[k].shape == v.shape for k, v in net.head.state_dict().items())
+    if head_loaded:
+        net.head.load_state_dict(head)
+    return {"init_weights": str(path), "init_head_loaded": head_loaded, "init_rgb_summed": adapted}

@@ -9,9 +9,15 @@ role's balanced accuracy (single-label: mean per-class recall; multi-label: mean
   RUN/checkpoints/best_main.pt   (cRT only) the best model of the main stage, before re-training
   RUN/recipe.yaml           the resolved recipe;  RUN/history.json  per-epoch losses / val scores
 
-cRT: the main stage trains with plain cross-entropy; then the best main-stage weights are loaded,
-the final linear layer is re-initialised and re-trained alone (backbone frozen, BatchNorm in eval
-mode) for `crt_epochs` with class-balanced sampling (`data.balanced_train`).
+The main stage trains on `data.train` as given: the natural distribution (the CLI never resamples
+it, whatever the diffusion's training.class_balanced_q). Losses: `classification_loss` (class-
+balanced: torch's weighted-mean cross-entropy). cRT: the main stage trains with plain cross-entropy;
+then the best main-stage weights are loaded, the final linear layer is re-initialised and re-trained
+alone (backbone frozen, BatchNorm in eval mode) for `crt_epochs` with class-balanced sampling
+(`data.balanced_train`, uniform over classes).
+Early stopping (classifier.early_stopping_patience = P): a stage ends once P epochs in a row did not
+improve its best val score; best.pt keeps the best epoch. classifier.init_weights initialises the
+network from a local file before the first epoch (`load_initial_weights`).
 Resuming: re-running with the same RUN continues after the last completed epoch.
 Under torchrun each rank trains on its share of every batch (DDP; DATA's loaders shard the
 training set), scores the full val set (identical on every rank), and rank 0 writes the files.
@@ -28,13 +34,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medlt.classify.losses import class_balanced_weights, per_sample_loss
-from medlt.classify.models import ClassifierNet, build_classifier_net
+from medlt.classify.losses import class_balanced_weights, classification_loss
+from medlt.classify.models import ClassifierNet, build_classifier_net, load_initial_weights
 from medlt.cliutils import progress
+from medlt.data.bad_images import write_skipped_images
 from medlt.data.labels import LabelSpace
 from medlt.errors import CheckpointError, DataError, TrainingDiverged
 from medlt.metrics.classification import balanced_accuracy, mean_per_class_balanced_accuracy_tpr_tnr
 from medlt.recipe import Recipe, dump_resolved, recipe_to_dict
+from medlt.recipe.resume import CLASSIFIER_RESUMABLE, append_resume_history, check_rerun
 from medlt.utils.atomic import atomic_write_text
 from medlt.utils.checkpoint import load_checkpoint, save_checkpoint
 from medlt.utils.distributed import barrier, init_distributed, is_distributed
@@ -53,6 +61,16 @@ class ClassifierData:
     #: factory for a class-balanced training loader (needed by method "crt")
     balanced_train: Callable[[], Iterable[dict]] | None = None
     meta: dict = field(default_factory=dict)
+    #: the random augmentation applied to training items (for inspection; None = none)
+    train_transform: object | None = None
+
+
+def epochs_without_improvement(history: list[dict], stage: str) -> int:
+    """Epochs of `stage` since its best val score (the first epoch reaching the maximum)."""
+    scores = [h["val_score"] for h in history if h["stage"] == stage]
+    if not scores:
+        return 0
+    return len(scores) - 1 - int(np.argmax(scores))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -107,7 +125,13 @@ def fit_classifier(recipe: Recipe, data: ClassifierData, run_dir: str | Path, *,
     run = Path(run_dir)
     ckdir = run / "checkpoints"
     ckdir.mkdir(parents=True, exist_ok=True)
+    rerun = check_rerun(ckdir / "last.pt", recipe_to_dict(recipe), allowed=CLASSIFIER_RESUMABLE,
+                        what=f"medlt classify (re-run in {run})")
     dump_resolved(recipe, run / "recipe.yaml")
+    if rerun is not None:
+        append_resume_history(run, position={"stage": rerun[0].get("stage"), "epoch": rerun[0].get("epoch")},
+                              changed=rerun[1], command="medlt classify")
+    write_skipped_images(run)  # data.on_bad_image=skip: RUN/skipped_images.csv
     if cfg.method == "crt" and data.balanced_train is None:
         raise DataError("classifier.method 'crt' needs a class-balanced training loader")
     info = init_distributed(cfg.device)  # torchrun: DDP (gloo on CPU, NCCL on GPU); else rank 0 of 1
@@ -123,6 +147,9 @@ def fit_classifier(recipe: Recipe, data: ClassifierData, run_dir: str | Path, *,
     stage, epoch, best, history = "main", 0, -1.0, []
     last = ckdir / "last.pt"
     state = None
+    init_info: dict = {}
+    if not last.exists() and cfg.init_weights is not None:
+        init_info = load_initial_weights(model, cfg.init_weights)
     if last.exists():
         state = load_checkpoint(last)
         if state.get("label_space") != ls.to_dict():
@@ -175,7 +202,13 @@ def fit_classifier(recipe: Recipe, data: ClassifierData, run_dir: str | Path, *,
             stage, epoch, best = "crt", 0, -1.0
             opt = enter_crt()
             train_model = wrap()
+        patience = cfg.early_stopping_patience
         while epoch < n_epochs:
+            if patience is not None and epochs_without_improvement(history, name) >= patience:
+                if show_progress:
+                    print(f"{name}: early stop after epoch {epoch} ({patience} epochs without a better val "
+                          f"score)", file=sys.stderr)
+                break
             loader = data.balanced_train() if name == "crt" else data.train
             sampler = getattr(loader, "sampler", None)
             if hasattr(sampler, "set_epoch"):  # fresh shuffles / balanced draws every epoch
@@ -188,9 +221,9 @@ def fit_classifier(recipe: Recipe, data: ClassifierData, run_dir: str | Path, *,
                                   disable=not show_progress):
                 x = batch["image"].to(device, torch.float32)
                 y = torch.as_tensor(batch["label"]).to(device)
-                terms = per_sample_loss(train_model(x), y, multi_label=ls.multi_label,
-                                        class_weights=weights if name == "main" else None)
-                loss = sum(t.mean() for t in terms.values())
+                terms = classification_loss(train_model(x), y, multi_label=ls.multi_label,
+                                            class_weights=weights if name == "main" else None)
+                loss = sum(terms.values())
                 if not torch.isfinite(loss):
                     raise TrainingDiverged(f"classifier loss is {float(loss)} at {name} epoch {epoch + 1}")
                 opt.zero_grad(set_to_none=True)
@@ -216,9 +249,13 @@ def fit_classifier(recipe: Recipe, data: ClassifierData, run_dir: str | Path, *,
                                        "rng": rng_state()})
                 atomic_write_text(run / "history.json", json.dumps(history, indent=1))
             barrier()
+    done = {n: sum(h["stage"] == n for h in history) for n, _ in stages}
+    stopped = {n: done[n] for n, total in stages if done[n] < total}  # stage -> epochs trained
     summary = {"best_val_score": best, "selection_metric": (
         "val mean_per_class_balanced_accuracy_tpr_tnr" if ls.multi_label else "val balanced_accuracy"),
         "method": cfg.method, "architecture": cfg.architecture, "epochs": len(history),
+        "early_stopping_patience": cfg.early_stopping_patience, "stopped_early_after_epoch": stopped,
+        **({"init": init_info} if init_info else {}),
         "history": history, **{k: str(v) for k, v in data.meta.items()}}
     if main_rank:
         atomic_write_text(run / "summary.json", json.dumps(summary, indent=1))
