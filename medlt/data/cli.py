@@ -17,6 +17,14 @@ data_app = typer.Typer(
 )
 
 
+def image_kind(table) -> str:
+    """What the table's images are, in words: "CXR images" / "CT volumes" for the chest formats,
+    "2D images" / "NIfTI volumes" for a generic manifest."""
+    if table.data.format == "manifest":
+        return "NIfTI volumes" if table.modality == "ct" else "2D images"
+    return "CT volumes" if table.modality == "ct" else "CXR images"
+
+
 @data_app.command("validate")
 def validate_cmd(
     recipe: Path = RECIPE_ARG,
@@ -41,7 +49,7 @@ def validate_cmd(
         raise ValidationFailed(problems)
     per_split = ", ".join(f"{s} {int((table.frame['split'] == s).sum())}" for s in table.splits)
     what = "labels only" if skip_images else "all images decoded"
-    typer.echo(f"ok: {len(table.frame)} {table.modality.upper()} images, {table.label_space.num_classes} "
+    typer.echo(f"ok: {len(table.frame)} {image_kind(table)}, {table.label_space.num_classes} "
                f"classes ({'multi' if table.label_space.multi_label else 'single'}-label), splits: "
                f"{per_split}; {what}")
 
@@ -75,14 +83,16 @@ def preview_cmd(
 ) -> None:
     """Write one PNG per sample after preprocessing (as the model sees it), named by the sample id,
     plus contact_sheet.png. CT: the axial, coronal and sagittal middle planes side by side, upright."""
-    from medlt.data.preview import write_previews
-    from medlt.data.table import load_table
+    from medlt.data.bad_images import write_skipped_images
+    from medlt.data.preview import preview_table, write_previews
 
     r = load_recipe_cli(recipe, sets)
-    table = load_table(r)
     split = split or r.data.splits.train
+    table = preview_table(r, split)
     paths = write_previews(table, split, out, limit=limit)
-    typer.echo(f"wrote {len(paths) - 1} previews and {paths[-1].name} to {out}")
+    skipped = write_skipped_images(out)
+    typer.echo(f"wrote {len(paths) - 1} previews and {paths[-1].name} to {out}"
+               + (f"; skipped images listed in {skipped}" if skipped else ""))
 
 
 def register(app: typer.Typer) -> None:

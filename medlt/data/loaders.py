@@ -8,6 +8,10 @@ Caching: with data.cache_dir the deterministic part of the pipeline runs once pe
 stored by MONAI PersistentDataset under cache_dir/<modality>-<hash of the preprocessing settings>;
 the key of each item includes the file's size and mtime, so edited images are re-processed. With
 data.cache_memory the results are kept in RAM (CacheDataset); otherwise every access re-reads.
+
+Bad images (medlt.data.bad_images): the rows' files are screened when a dataset is built (before
+a run writes anything), per data.on_bad_image; an item that still fails to load raises
+BadImageError naming the file and its label-CSV row instead of MONAI's "applying transform" error.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
+from medlt.data.bad_images import item_error, screen_frame
 from medlt.data.labels import LabelSpace
 from medlt.data.sources.common import CT_FIELDS
 from medlt.data.table import Table, load_table
@@ -66,6 +71,31 @@ class TableDataset(Dataset):
         return out
 
 
+def _named_failures(base):
+    """A subclass of the MONAI dataset class `base` whose per-item failures (load or transform)
+    raise BadImageError naming the item's file and label-CSV row."""
+
+    class Named(base):
+        def __init__(self, data, *args, origins, **kwargs):
+            self.origins = origins  # per item: (csv_file, csv_row, id); set first: CacheDataset fills here
+            super().__init__(data, *args, **kwargs)
+
+        def _named(self, fn, index):
+            try:
+                return fn(index)
+            except Exception as e:
+                raise item_error(self.origins[index], str(self.data[index]["image"]), e) from e
+
+        def _transform(self, index):
+            return self._named(super()._transform, index)
+
+        def _load_cache_item(self, idx):  # CacheDataset filling its cache
+            return self._named(super()._load_cache_item, idx)
+
+    Named.__name__ = Named.__qualname__ = f"Named{base.__name__}"
+    return Named
+
+
 def _items(table: Table, frame: pd.DataFrame) -> list[dict]:
     targets = table.targets(frame)
     items = []
@@ -97,15 +127,22 @@ def dataset_from_frame(table: Table, frame: pd.DataFrame, data: DataConfig | Non
     axial = table.modality == "ct" and data.ct.mode == "2d-axial" and not volumes
     transform = build_transforms(data, table.modality, augment=augment and not axial)
     transform.set_random_state(seed=seed % (2**32))
-    items = _items(table, frame)
+    items = _items(table, frame)  # missing files first: their message says so
+    frame = screen_frame(frame, table.modality, getattr(data, "on_bad_image", "error"))
+    if len(frame) != len(items):
+        items = _items(table, frame)
+    origins = list(zip(frame["csv_file"].astype(str), frame["csv_row"].astype(int),
+                       frame["id"].astype(str), strict=True))
     if cache and data.cache_dir is not None:
         cache_dir = Path(data.cache_dir) / f"{table.modality}-{cache_key(data, table.modality)}"
         cache_dir.mkdir(parents=True, exist_ok=True)
-        inner = PersistentDataset(items, transform=transform, cache_dir=cache_dir)
+        inner = _named_failures(PersistentDataset)(items, transform=transform, cache_dir=cache_dir,
+                                                   origins=origins)
     elif cache and data.cache_memory:
-        inner = CacheDataset(items, transform=transform, num_workers=0, progress=False)
+        inner = _named_failures(CacheDataset)(items, transform=transform, num_workers=0, progress=False,
+                                              origins=origins)
     else:
-        inner = MonaiDataset(items, transform=transform)
+        inner = _named_failures(MonaiDataset)(items, transform=transform, origins=origins)
     targets = table.targets(frame)
     if not axial:
         return TableDataset(inner, frame, targets, table.label_space)

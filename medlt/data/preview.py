@@ -71,6 +71,23 @@ def output_voxel_mm(data) -> tuple[float, float, float]:
     return tuple(s * c / n for s, c, n in zip(sp, data.ct.crop_size, data.image_size, strict=True))
 
 
+def preview_table(recipe, split: str) -> Table:
+    """The recipe's table for previewing `split`: like medlt.data.table.load_table, except that
+    roles whose split has no rows do not matter (only `split` is read); ValidationFailed lists
+    every other problem."""
+    from medlt.data.table import collect
+    from medlt.errors import ValidationFailed
+
+    table, problems = collect(recipe.data)
+    roles = recipe.data.splits
+    other = {f"data.splits.{role} = '{getattr(roles, role)}'" for role in ("train", "val", "test", "test_longtail")
+             if getattr(roles, role) not in (None, split)}
+    problems = [p for p in problems if not (p.code == "missing-split" and any(o in p.message for o in other))]
+    if problems:
+        raise ValidationFailed(problems)
+    return table
+
+
 def write_previews(table: Table, split: str, out_dir: Path, *, limit: int = 16,
                    show_progress: bool = True) -> list[Path]:
     """Preprocess the first `limit` rows of `split`, write <id>.png each and contact_sheet.png."""

@@ -3,8 +3,10 @@
 Columns: `id` (unique str), `image` (absolute path), `patient_id`, `split` (official
 split name), one 0/1 int column per class named exactly as `label_space.names`, `source`
 ("real"/"synthetic"); CT rows add spacing_x, spacing_y, spacing_z (mm), rescale_slope,
-rescale_intercept. `csv_file` / `csv_row` say where each row came from (for messages). A manifest's
-extra columns are kept.
+rescale_intercept. `csv_file` / `csv_row` say where each row came from (for messages);
+`image_root` is the folder the row's path in the label file is relative to (data.root, or for a
+manifest row with root=manifest the manifest's folder); `image` must stay inside it, also after
+following symlinks. A manifest's extra columns are kept.
 
 `load_table` runs the cheap checks (CSV structure, label values, positives per row, duplicate ids,
 patient leakage across splits, paths leaving data.root) and raises ValidationFailed listing all of
@@ -13,6 +15,7 @@ them; `medlt.data.validate` adds the expensive image checks.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +24,7 @@ import pandas as pd
 
 from medlt.data.labels import LabelSpace
 from medlt.data.sources import SOURCES, label_space_for
-from medlt.data.sources.common import escapes_root
+from medlt.data.sources.common import IMAGE_ROOT, escapes_root, resolves_outside
 from medlt.data.sources.views import filter_views
 from medlt.errors import DataError, Problem, ValidationFailed
 from medlt.recipe import Recipe
@@ -97,10 +100,11 @@ def collect(data: DataConfig) -> tuple[Table, list[Problem]]:
             expected = rows.split_files.get(split)
             if expected is not None and not Path(expected).is_file():
                 where = f"label CSV not found; {where}"
+            fix = ("set data.splits.train to the split holding the training rows" if role == "train"
+                   else "or set it to null if the data has no such role")
             problems.append(Problem(str(expected or data.labels or data.root), None, "missing-split",
                                     f"data.splits.{role} = '{split}' but no label rows for that split "
-                                    f"were found; {where} (or set it to null if the data has no "
-                                    f"such role)"))
+                                    f"were found; {where} ({fix})"))
 
     names = list(space.names)
     pos = frame[names].to_numpy(dtype=np.int64).sum(axis=1) if len(frame) else np.zeros(0, int)
@@ -141,14 +145,28 @@ def collect(data: DataConfig) -> tuple[Table, list[Problem]]:
                                     f"({frame['csv_file'].iloc[j]}:row {frame['csv_row'].iloc[j]}); "
                                     f"splits must be patient-disjoint"))
 
+    if IMAGE_ROOT not in frame.columns:
+        frame[IMAGE_ROOT] = ""
+    frame[IMAGE_ROOT] = [r if isinstance(r, str) and r else str(root) for r in frame[IMAGE_ROOT]]
+    resolved: dict[str, Path] = {}
     images = []
-    for i, rel in enumerate(frame["image"]):
+    for i, (rel, base) in enumerate(zip(frame["image"], frame[IMAGE_ROOT], strict=True)):
+        which = "data.root" if base == str(root) else "the manifest's folder"
+        where = (frame["csv_file"].iloc[i], int(frame["csv_row"].iloc[i]), "path-escapes-root")
         if escapes_root(rel):
-            problems.append(Problem(frame["csv_file"].iloc[i], int(frame["csv_row"].iloc[i]), "path-escapes-root",
-                                    f"image path {rel!r} is absolute or leaves data.root {root}"))
+            problems.append(Problem(*where, f"image path {rel!r} is absolute or leaves {which} {base}"))
+            images.append("")
+            continue
+        path = Path(base) / rel
+        if base not in resolved:
+            resolved[base] = Path(os.path.realpath(base))
+        real = resolves_outside(path, resolved[base])
+        if real is not None:
+            problems.append(Problem(*where, f"image path {rel!r} resolves to {real} (through a "
+                                            f"symlink), outside {which} {resolved[base]}"))
             images.append("")
         else:
-            images.append(str(root / rel))
+            images.append(str(path))
     frame["image"] = images
     return Table(frame.reset_index(drop=True), space, rows.modality, data), problems
 

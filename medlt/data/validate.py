@@ -4,7 +4,8 @@ Label-level checks come from medlt.data.table.collect (CSV structure, unknown/mi
 columns, non-0/1 values, positives per single-label row, duplicate ids, patients in several splits,
 paths leaving data.root, CT volumes without metadata). Here each image is then opened and fully
 decoded (a header check would miss truncated files): CXR through medlt.data.io.read_cxr, CT
-through nibabel (all voxels read, so a truncated .nii.gz fails its gzip check).
+through nibabel (all voxels read, so a truncated .nii.gz fails its gzip check); 4D volumes and
+volumes or images with a side of 1 are rejected (medlt.data.io.probe).
 """
 
 from __future__ import annotations
@@ -12,42 +13,23 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
-
 from medlt.cliutils import progress
 from medlt.data.table import Table, collect
-from medlt.errors import DataError, Problem
+from medlt.errors import Problem
 from medlt.recipe import Recipe
 from medlt.recipe.data import DataConfig
 
 
 def check_image(path: str, modality: str) -> tuple[str, str] | None:
-    """None when the image decodes; else (code, message)."""
+    """None when the image decodes to one usable image (medlt.data.io.probe.decode_problem: a 2D
+    CXR, or a 3D CT volume with every side >= 2 and finite values); else (code, message)."""
+    from medlt.data.io.probe import decode_problem
+
     p = Path(path)
     if not p.is_file():
         return "missing-file", f"image file not found: {p}"
-    try:
-        if modality == "ct":
-            import nibabel as nib
-
-            img = nib.load(str(p))
-            arr = np.asarray(img.dataobj)
-            if arr.ndim < 3 or min(arr.shape[:3]) < 1:
-                return "unreadable-image", f"{p}: not a 3D volume (shape {arr.shape})"
-            if not np.isfinite(arr).all():
-                return "unreadable-image", f"{p}: volume has non-finite values"
-        else:
-            from medlt.data.io import read_cxr
-
-            arr = read_cxr(p)
-            if arr.ndim != 2 or min(arr.shape) < 2:
-                return "unreadable-image", f"{p}: not a 2D image (shape {arr.shape})"
-    except DataError as e:
-        return "unreadable-image", str(e)
-    except Exception as e:  # nibabel/zlib/PIL raise many types for damaged files
-        first = (str(e).strip().splitlines() or [""])[-1]
-        return "unreadable-image", f"{p}: cannot decode ({type(e).__name__}: {first})"
-    return None
+    problem = decode_problem(p, modality)
+    return None if problem is None else ("unreadable-image", f"{p}: {problem}")
 
 
 def validate_table(table: Table, *, check_images: bool = True, workers: int = 4,

@@ -57,14 +57,18 @@ def from_dataset(dataset: Dataset, label_space: LabelSpace) -> TrainData:
 
 def from_recipe(recipe) -> TrainData:
     """TrainData from the recipe's data section (medlt.data.table / loaders)."""
+    from medlt.data.loaders import build_dataset
     from medlt.data.table import load_table
 
     table = load_table(recipe)
     ls = table.label_space
-    counts = [int(c) for c in table.class_counts(role="train")]
+    # built now, so its images are screened (data.on_bad_image) before the run folder exists;
+    # counts are those of the images kept
+    ds = build_dataset(recipe, "train", augment=bool(recipe.data.augment))
+    counts = [int(c) for c in table.label_matrix(ds.frame).sum(axis=0)]
     vectors = None
     if ls.multi_label:
-        vectors = torch.tensor(table.label_matrix(table.role("train")), dtype=torch.float32)
+        vectors = torch.tensor(table.label_matrix(ds.frame), dtype=torch.float32)
     if sum(counts) == 0:
         raise DataError(f"{recipe.data.labels or recipe.data.root}: the training split has no labelled images")
-    return TrainData(ls, counts, vectors, None)
+    return TrainData(ls, counts, vectors, None, _recipe_dataset=ds)

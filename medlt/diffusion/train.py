@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from medlt.data.bad_images import write_skipped_images
 from medlt.diffusion.data import TrainData, from_recipe
 from medlt.diffusion.ema import EMA
 from medlt.diffusion.images import class_rows, labelled_grid, save_png
@@ -166,6 +167,7 @@ def train(recipe: Recipe, out_dir: str | Path, *, resume: bool = False, data: Tr
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
         dump_resolved(recipe, out / "recipe.resolved.yaml")
+        write_skipped_images(out)  # data.on_bad_image=skip: RUN/skipped_images.csv
         log = MetricsLog(out / "metrics.csv", ["step", "loss", *term_names, "lr", "grad_norm", "images_per_s"],
                          resume_step=step if resume else None)
     bf16 = use_bf16(recipe, device)

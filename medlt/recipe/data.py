@@ -28,8 +28,9 @@ class SplitRoles(Section):
     """Which official split plays which role."""
 
     train: str = "train"
-    val: str = "balanced-val"
-    test: str = "balanced-test"
+    #: null: the data has no val (test) role; verbs that need it (classify: val) say so
+    val: str | None = "balanced-val"
+    test: str | None = "balanced-test"
     test_longtail: str | None = "test"
 
 
@@ -68,6 +69,11 @@ class DataConfig(Section):
     #: head/medium/tail thresholds on training counts: tail < low <= medium <= high < head
     group_thresholds: tuple[int, int] = (100, 1000)
     num_workers: int = 0
+    #: an unreadable image (truncated file, 4D volume, side of 1, ...) met by train / classify /
+    #: evaluate / preview: "error" stops before the run starts with one line naming the file and
+    #: row; "skip" decodes every image once first, leaves the bad ones out and lists them in
+    #: RUN/skipped_images.csv
+    on_bad_image: Literal["error", "skip"] = "error"
 
     @field_validator("class_balanced_q", mode="before")
     @classmethod

@@ -111,10 +111,13 @@ def read_dicom01(path: str | Path) -> np.ndarray:
     from pydicom.errors import InvalidDicomError
 
     path = Path(path)
+    if path.is_file() and path.stat().st_size == 0:
+        raise DataError(f"{path}: file is empty (0 bytes), not a DICOM file")
     try:
         ds = pydicom.dcmread(str(path))
-    except InvalidDicomError as e:
-        raise DataError(f"{path}: not a DICOM file ({e})") from None
+    except InvalidDicomError:
+        # pydicom's own text advises force=True, which would only misread a non-DICOM file
+        raise DataError(f"{path}: not a DICOM file (no 'DICM' prefix or file meta header)") from None
     except Exception as e:
         raise DataError(f"{path}: cannot parse DICOM ({type(e).__name__}: {e})") from None
     if "PixelData" not in ds:

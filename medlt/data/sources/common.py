@@ -20,6 +20,9 @@ from medlt.registry import Registry
 CANONICAL = ("id", "image", "patient_id", "split", "source")
 #: per-row origin, for error messages: the label CSV and the 1-based data row in it
 ORIGIN = ("csv_file", "csv_row")
+#: optional per-row folder the `image` path is relative to (manifest `root` column); blank or
+#: absent = data.root. After medlt.data.table.collect every row has it.
+IMAGE_ROOT = "image_root"
 #: CT rows carry these (from the CT-RATE metadata CSV, or the manifest's own columns)
 CT_FIELDS = ("spacing_x", "spacing_y", "spacing_z", "rescale_slope", "rescale_intercept")
 
@@ -141,8 +144,16 @@ def label_matrix(df: pd.DataFrame, colmap: dict[str, str], space: LabelSpace, pa
     return out
 
 
+def resolves_outside(path: Path, root_resolved: Path) -> Path | None:
+    """The real location of `path` when, after following symlinks, it lies outside
+    `root_resolved` (an already resolved folder); None when it stays inside."""
+    real = Path(os.path.realpath(path))
+    return None if real == root_resolved or real.is_relative_to(root_resolved) else real
+
+
 def escapes_root(rel: str) -> bool:
-    """True when a path from a label file is absolute or climbs out of data.root ('..')."""
+    """True when a path from a label file is absolute or climbs out of its root ('..'), read as
+    text (see `resolves_outside` for symlinks)."""
     if not rel:
         return True
     if os.path.isabs(rel) or PurePosixPath(rel).is_absolute() or (len(rel) > 1 and rel[1] == ":"):

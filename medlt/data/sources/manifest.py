@@ -1,9 +1,11 @@
 """medlt's own manifest CSV (also what `medlt synth` writes as merged.csv).
 
-Columns: `image` (path relative to data.root; never absolute, never leaving the root), `patient_id`,
-`split`, one 0/1 column per class of data.classes, optional `id` (default: the image path) and
-`source` ("real" default, or "synthetic"), and any extra columns, which are kept (seed,
-checkpoint_sha256, guidance_scale, ...). CT manifests (NIfTI images) need the CT columns
+Columns: `image` (path relative to the row's root; never absolute, never leaving that root, also
+after following symlinks), `patient_id`, `split`, one 0/1 column per class of data.classes,
+optional `id` (default: the image path), `source` ("real" default, or "synthetic") and `root`
+("data" default: the path is relative to data.root; "manifest": relative to the folder holding
+this manifest file, as synth's merged.csv does for its synthetic rows), and any extra columns,
+which are kept (seed, checkpoint_sha256, guidance_scale, ...). CT manifests (NIfTI images) need the CT columns
 spacing_x, spacing_y, spacing_z (mm) and optionally rescale_slope / rescale_intercept (default 1 / 0).
 The manifest file is data.labels (default data.root/manifest.csv).
 """
@@ -19,6 +21,7 @@ from medlt.data.labels import LabelSpace
 from medlt.data.sources.common import (
     CANONICAL,
     CT_FIELDS,
+    IMAGE_ROOT,
     SOURCES,
     SourceRows,
     assemble,
@@ -33,6 +36,8 @@ from medlt.recipe.data import DataConfig
 
 REQUIRED = ("image", "patient_id", "split")
 SOURCE_VALUES = ("real", "synthetic")
+#: values of the optional `root` column: what a row's image path is relative to
+ROOT_VALUES = ("data", "manifest")
 CT_SUFFIXES = (".nii", ".nii.gz")
 
 
@@ -65,6 +70,14 @@ def read_manifest(cfg: DataConfig, space: LabelSpace) -> SourceRows:
     for i in np.flatnonzero(~source.isin(SOURCE_VALUES).to_numpy()):
         problems.append(Problem(str(path), int(i) + 1, "bad-source",
                                 f"source {source.iloc[i]!r}; expected one of {SOURCE_VALUES}"))
+    row_root = df["root"].str.strip().str.lower() if "root" in df.columns else pd.Series([""] * len(df))
+    row_root = row_root.replace("", "data")
+    for i in np.flatnonzero(~row_root.isin(ROOT_VALUES).to_numpy()):
+        problems.append(Problem(str(path), int(i) + 1, "bad-root",
+                                f"root {row_root.iloc[i]!r}; expected one of {ROOT_VALUES} (data: "
+                                f"relative to data.root, manifest: relative to {path.parent})"))
+    folders = {"data": str(Path(cfg.root)), "manifest": str(path.parent)}
+    image_root = row_root.map(folders).fillna("").to_numpy()
     parts = []
     for split, idx in df.groupby(df["split"].str.strip(), sort=False).indices.items():
         sub = df.iloc[idx]
@@ -72,7 +85,8 @@ def read_manifest(cfg: DataConfig, space: LabelSpace) -> SourceRows:
                           patients=sub["patient_id"].str.strip(), split=split, path=path,
                           source=source.iloc[idx].to_numpy())
         part["csv_row"] = idx + 1
-        used = set(colmap.values()) | {"id", "image", "patient_id", "split", "source"}
+        part[IMAGE_ROOT] = image_root[idx]
+        used = set(colmap.values()) | {"id", "image", "patient_id", "split", "source", "root"}
         for c in df.columns:
             if c not in used and c not in part.columns:
                 part[c] = sub[c].to_numpy()
