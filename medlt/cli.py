@@ -69,6 +69,21 @@ def main(argv: list[str] | None = None) -> None:
         for line in str(e).splitlines() or [e.__class__.__name__]:
             print(f"error: {line}", file=sys.stderr)
         sys.exit(e.exit_code)
+    except OSError as e:  # read-only output, full disk, a file where a folder should be, ...
+        if debug:
+            raise
+        print(f"error: {os_error_line(e)}", file=sys.stderr)
+        sys.exit(1)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+def os_error_line(e: OSError) -> str:
+    """'PATH: CAUSE' (or 'SRC -> DST: CAUSE') for an operating-system error."""
+    cause = e.strerror or str(e) or e.__class__.__name__
+    if e.filename is not None and e.filename2 is not None:
+        return f"{e.filename} -> {e.filename2}: {cause}"
+    if e.filename is not None:
+        return f"{e.filename}: {cause}"
+    return cause

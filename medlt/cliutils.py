@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -21,17 +20,23 @@ SET_OPT = typer.Option(
 )
 
 
-def load_recipe_cli(path: Path, sets: list[str] | None) -> Recipe:
-    return load_recipe(path, list(sets or []))
+def load_recipe_cli(path: Path, sets: list[str] | None, *, uses: tuple[str, ...] = ()) -> Recipe:
+    """Load and validate a recipe; `uses` ("diffusion", "classifier") adds the checks that tie
+    data.image_size to those networks (medlt.recipe.checks)."""
+    from medlt.recipe.checks import check_classifier_shapes, check_diffusion_shapes
+
+    recipe = load_recipe(path, list(sets or []))
+    if "diffusion" in uses:
+        check_diffusion_shapes(recipe, str(path))
+    if "classifier" in uses:
+        check_classifier_shapes(recipe, str(path))
+    return recipe
 
 
 def progress(iterable: Iterable[T], *, total: int | None = None, desc: str = "",
              unit: str = "it", disable: bool = False) -> Iterator[T]:
-    """tqdm progress bar on stderr; off when not a terminal and MEDLT_PROGRESS is unset, or when
-    `disable` (e.g. non-zero ranks)."""
-    import os
+    """Progress on stderr (medlt.utils.progress): a tqdm bar on a terminal, plain periodic lines
+    (rate, ETA) otherwise, per MEDLT_PROGRESS; nothing when `disable` (e.g. non-zero ranks)."""
+    from medlt.utils.progress import progress as _progress
 
-    from tqdm.auto import tqdm
-
-    off = disable or (not sys.stderr.isatty() and os.environ.get("MEDLT_PROGRESS") != "1")
-    return iter(tqdm(iterable, total=total, desc=desc, unit=unit, disable=off, dynamic_ncols=True))
+    return _progress(iterable, total=total, desc=desc, unit=unit, disable=disable)

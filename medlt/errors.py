@@ -26,6 +26,11 @@ class CheckpointError(MedltError):
     """A checkpoint is missing, corrupt or does not fit the recipe."""
 
 
+class OutputError(MedltError):
+    """A file or folder could not be written (read-only, full disk, a file where a folder should
+    be). The message names the path and the cause."""
+
+
 class TrainingDiverged(MedltError):
     """A loss became NaN/inf; the last good checkpoint is left intact."""
 

@@ -14,7 +14,10 @@ def train_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="Run folder: recipe.resolved.yaml, metrics.csv, "
                              "checkpoints/last.pt, samples/step_*.png."),
     resume: bool = typer.Option(False, "--resume", help="Continue from RUN/checkpoints/last.pt "
-                                "(same losses and data order as an uninterrupted run)."),
+                                "(same losses and data order as an uninterrupted run). Only cadence keys "
+                                "(training.max_steps, the *_every_steps, sample grid size, device, "
+                                "data.num_workers, ...) may differ from the checkpoint's recipe; each resume "
+                                "is recorded in RUN/resume_history.yaml."),
     sets: list[str] = SET_OPT,
 ) -> None:
     """Train the class-conditional diffusion model with the recipe's long-tail regularizers.
@@ -28,7 +31,7 @@ def train_cmd(
     from medlt.diffusion.train import train
     from medlt.utils.distributed import cleanup
 
-    r = load_recipe_cli(recipe, sets)
+    r = load_recipe_cli(recipe, sets, uses=("diffusion",))
     try:
         ckpt = train(r, out, resume=resume)
     finally:
@@ -48,7 +51,8 @@ def sample_cmd(
     guidance: float = typer.Option(None, "--guidance", "-w", help="Guidance scale ω (default: recipe sampling.guidance_scale)."),
     steps: int = typer.Option(None, "--steps", help="Sampling steps (default: recipe sampling.num_inference_steps)."),
     sampler: str = typer.Option(None, "--sampler", help="ddim or ddpm (default: recipe sampling.sampler)."),
-    seed: int = typer.Option(0, "--seed", help="Image i uses seed derive_seed(seed, label, i)."),
+    seed: int = typer.Option(None, "--seed", help="Image i uses seed derive_seed(seed, label, i) "
+                             "(default: the recipe's seed)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     sets: list[str] = SET_OPT,
 ) -> None:
@@ -66,6 +70,8 @@ def sample_cmd(
     dev = "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
     gen = load_generator(checkpoint, device=dev)
     ls = gen.label_space
+    _check_classes(r, ls, checkpoint)
+    seed = r.seed if seed is None else seed
     if ls.multi_label:
         if labels is None:
             raise MedltError("this model is multi-label: pass --labels \"A,B\" (not --class)")
@@ -100,6 +106,19 @@ def sample_cmd(
                         descrip=f"SYNTHETIC medlt {tag} seed={seeds[i]}"[:80])
     save_png(out / "contact_sheet.png", contact_sheet(x), label=tag, guidance_scale=w)
     typer.echo(f"{num} synthetic image(s) of '{tag}' in {out} (contact_sheet.png)")
+
+
+def _check_classes(recipe, label_space, checkpoint: Path) -> None:
+    """CheckpointError unless the recipe's classes are the checkpoint's (as `medlt synth` requires)."""
+    from medlt.data.sources import label_space_for
+    from medlt.errors import CheckpointError
+
+    mine = label_space_for(recipe.data)
+    if tuple(mine.names) != tuple(label_space.names) or bool(mine.multi_label) != bool(label_space.multi_label):
+        raise CheckpointError(f"checkpoint {checkpoint} was trained on classes {list(label_space.names)} "
+                              f"(multi_label={label_space.multi_label}); the recipe's data has "
+                              f"{list(mine.names)} (multi_label={mine.multi_label}); use the recipe it was "
+                              f"trained with")
 
 
 def register(app: typer.Typer) -> None:

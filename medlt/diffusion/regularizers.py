@@ -135,11 +135,21 @@ class Regularizer:
 REGULARIZERS: Registry[Callable[..., Regularizer]] = Registry("regularizer")
 
 
-def _check_options(name: str, options: dict, allowed: tuple[str, ...], index: int) -> None:
+def _check_options(name: str, options: dict, allowed: tuple[str, ...], index: int,
+                   ranges: dict[str, tuple[str, float]] | None = None) -> None:
+    """Unknown option names, and numeric options outside their range (op ">=" or ">" bound)."""
     for k in options:
         if k not in allowed:
             raise RecipeError(f"recipe key 'regularizers[{index}].options.{k}' is unknown for '{name}'; "
                               f"{did_you_mean(k, allowed)}")
+    for k, (op, bound) in (ranges or {}).items():
+        if k not in options:
+            continue
+        v = options[k]
+        ok = isinstance(v, int | float) and not isinstance(v, bool) and (v >= bound if op == ">=" else v > bound)
+        if not ok:
+            raise RecipeError(f"recipe key 'regularizers[{index}].options.{k}': must be a number {op} {bound} "
+                              f"(got {v!r})")
 
 
 @REGULARIZERS.register("cbdm")
@@ -149,6 +159,7 @@ class CBDM(Regularizer):
 
     name = "cbdm"
     options = ("tau", "gamma", "prior")
+    ranges = {"tau": (">=", 0.0), "gamma": (">=", 0.0)}
 
     def __init__(self, weight: float = 1.0, tau: float = 1.0, gamma: float = 0.25, prior: str = "auto",
                  fine_tuning: bool = False):
@@ -173,13 +184,14 @@ class CBDM(Regularizer):
 
 @REGULARIZERS.register("overlap")
 class Overlap(Regularizer):
-    """Bounded push between ε(x_t, c) and ε(x_t, c′), c′ ≠ c. options: margin (0.1), kind
-    (hinge | reciprocal). The DiffROP paper's exact form is unpublished; this is medlt's form."""
+    """Bounded push between ε(x_t, c) and ε(x_t, c′), c′ ≠ c. Default weight 0.1; options: margin
+    (0.1), kind (hinge | reciprocal). The DiffROP paper's exact form is unpublished; this is medlt's form."""
 
     name = "overlap"
     options = ("margin", "kind")
+    ranges = {"margin": (">", 0.0)}
 
-    def __init__(self, weight: float = 1.0, margin: float = 0.1, kind: str = "hinge", fine_tuning=False):
+    def __init__(self, weight: float = 0.1, margin: float = 0.1, kind: str = "hinge", fine_tuning=False):
         super().__init__(weight)
         if kind not in ("hinge", "reciprocal"):
             raise RecipeError(f"overlap option 'kind' is unknown: '{kind}'; "
@@ -208,6 +220,7 @@ class CCUA(Regularizer):
 
     name = "ccua"
     options = ("alpha", "gamma_al", "temperature")
+    ranges = {"alpha": (">=", 0.0), "gamma_al": (">=", 0.0), "temperature": (">", 0.0)}
 
     def __init__(self, weight: float = 1.0, alpha: float = 1.0, gamma_al: float = 1.0,
                  temperature: float = 0.1, fine_tuning=False):
@@ -237,6 +250,6 @@ def build_regularizers(configs, *, fine_tuning: bool = False) -> list[Regularize
         if cfg.name in seen:
             raise RecipeError(f"recipe key 'regularizers[{i}].name': '{cfg.name}' is listed twice")
         seen.add(cfg.name)
-        _check_options(cfg.name, cfg.options, cls.options, i)
+        _check_options(cfg.name, cfg.options, cls.options, i, getattr(cls, "ranges", None))
         out.append(cls(weight=cfg.weight, fine_tuning=fine_tuning, **cfg.options))
     return out

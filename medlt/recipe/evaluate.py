@@ -7,7 +7,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from medlt.recipe.base import Section
+from medlt.recipe.base import Count, NonNegativeFloat, NonNegativeInt, PositiveFloat, Probability, Section
+from medlt.recipe.diffusion import Device
 
 
 class ClassifierConfig(Section):
@@ -15,20 +16,21 @@ class ClassifierConfig(Section):
 
     architecture: Literal["densenet121", "resnet18", "resnet50"] = "resnet50"
     #: ResNet channel multiplier (1.0 = standard; 0.25 gives a tiny CPU model). Ignored by DenseNet.
-    widen_factor: float = 1.0
+    widen_factor: PositiveFloat = 1.0
     #: long-tail baselines (LongTailCXR): plain ERM, class-balanced reweighting (effective number
     #: of samples, Cui et al. 2019), decoupled classifier re-training (cRT: after the main training,
     #: re-train only the final layer for crt_epochs with class-balanced sampling)
     method: Literal["erm", "class-balanced", "crt"] = "erm"
     #: beta of the class-balanced weights w_c ∝ (1 − β) / (1 − β^{n_c})
-    class_balanced_beta: float = 0.9999
-    epochs: int = 60
-    per_rank_batch_size: int = 256
-    lr: float = 1e-4
+    class_balanced_beta: float = Field(0.9999, ge=0.0, lt=1.0)
+    epochs: Count = 60
+    per_rank_batch_size: Count = 256
+    lr: PositiveFloat = 1e-4
     #: Adam weight decay (LongTailCXR: none)
-    weight_decay: float = 0.0
-    crt_epochs: int = 10
-    crt_lr: float | None = None
+    weight_decay: NonNegativeFloat = 0.0
+    crt_epochs: Count = 10
+    #: learning rate of the cRT stage; None = classifier.lr
+    crt_lr: PositiveFloat | None = None
     #: stop a stage (main, cRT) after this many epochs without a better val balanced accuracy; the
     #: best checkpoint is kept. None = train every epoch. LongTailCXR: 15.
     early_stopping_patience: int | None = Field(15, ge=1)
@@ -44,31 +46,50 @@ class ClassifierConfig(Section):
     #: random initialisation.
     init_weights: Path | None = None
     #: multi-label decision threshold on the sigmoid probabilities
-    threshold: float = 0.5
-    device: str = "auto"
+    threshold: Probability = 0.5
+    device: Device = "auto"
 
 
 class EvaluateConfig(Section):
     #: bootstrap resamples for the 95% confidence intervals of the classification metrics
     #: (stratified by class over the test images, seeded); 0 = no intervals
     bootstrap_resamples: int = Field(1000, ge=0)
-    #: memorization: a synthetic image is a near-copy when its nearest real training image is
-    #: closer than this percentile of real-to-real nearest distances
-    memorization_percentile: float = 5.0
-    memorization_pairs_saved: int = 8
-    kid_subset_size: int = 100
-    kid_num_subsets: int = 50
-    #: per scope, at most this many feature vectors are kept (uniform reservoir) for KID
-    kid_reservoir: int = 1000
-    ms_ssim_max_pairs: int = 200
-    #: MS-SSIM settings for small images (MONAI's default needs > 160 px per side)
-    ms_ssim_kernel_size: int = 3
-    ms_ssim_weights: list[float] = Field(default_factory=lambda: [0.3, 0.4, 0.3])
-    batch_size: int = 64
+    #: memorization: a synthetic image s is flagged as a near-copy when d(s, r*) / d(r*, nearest
+    #: other real training image) <= this ratio (r* = the real image nearest to s; exact copies are
+    #: always flagged; see docs/evaluation.md)
+    memorization_ratio_threshold: float = Field(0.5, gt=0.0)
+    #: closest (synthetic, real) pairs saved as images; 0 = none
+    memorization_pairs_saved: NonNegativeInt = 8
+    #: KID: feature vectors per subset (>= 2) and number of subsets
+    kid_subset_size: int = Field(100, ge=2)
+    kid_num_subsets: Count = 50
+    #: per class, at most this many real feature vectors are kept (uniform reservoir) for KID and
+    #: the FID bootstrap
+    kid_reservoir: Count = 1000
+    #: per-class FID/KID use this many synthetic images of each class (seeded uniform subset), so
+    #: values are comparable across classes (fewer only when a class has fewer; marked)
+    fid_samples_per_class: int = Field(500, ge=2)
+    #: a class with fewer real (synthetic) images gets no FID/KID ("too few real images") and
+    #: enters no scope and no mean
+    min_real_per_class: int = Field(10, ge=2)
+    min_synthetic_per_class: int = Field(10, ge=2)
+    #: bootstrap replicates for the FID 95% intervals (per class and scope); 0 = none
+    fid_bootstrap_replicates: int = Field(50, ge=0)
+    #: CT 2.5D FID: central fraction of the slices along each axis and every k-th slice (MAISI's
+    #: center_slices_ratio / sample_every_k); 1.0 and 1 = every slice
+    center_slices_ratio: float = Field(1.0, gt=0.0, le=1.0)
+    slice_stride: Count = 1
+    ms_ssim_max_pairs: Count = 200
+    #: MS-SSIM window size and one positive weight per scale; None = chosen from the image size
+    #: (11 px and the 5 standard weights from 176 px per side, fewer scales / a smaller window below)
+    ms_ssim_kernel_size: Count | None = None
+    ms_ssim_weights: list[PositiveFloat] | None = Field(None, min_length=1)
+    batch_size: Count = 64
     #: real reference for FID/KID/memorization: at most this many real training images (seeded
     #: uniform subset); None = the whole training split
-    max_real_reference: int | None = None
+    max_real_reference: Count | None = None
     #: images per class in the report's sample grids (real beside synthetic)
-    grid_images_per_class: int = 4
+    grid_images_per_class: Count = 4
     #: test roles scored by `medlt evaluate` (absent roles, e.g. test_longtail: null, are skipped)
-    roles: list[str] = Field(default_factory=lambda: ["test", "test_longtail"])
+    roles: list[Literal["train", "val", "test", "test_longtail"]] = Field(
+        default_factory=lambda: ["test", "test_longtail"], min_length=1)

@@ -7,6 +7,7 @@ relative to the current directory (that is where the user typed them).
 
 from __future__ import annotations
 
+import re
 import types
 import typing
 from pathlib import Path
@@ -16,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from medlt.errors import RecipeError
+from medlt.recipe.base import KeyProblem
 from medlt.recipe.schema import Recipe
 from medlt.registry import did_you_mean
 from medlt.utils.atomic import atomic_write_text
@@ -90,7 +92,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as e:
-        raise RecipeError(f"override '{text}': value is not valid YAML ({e.__class__.__name__})") from None
+        raise RecipeError(yaml_problem(e, f"override '{text}'", with_line=False)) from None
     return parts, value
 
 
@@ -127,12 +129,72 @@ def apply_overrides(data: dict, overrides: list[str], cwd: Path) -> None:
         node[last] = value
 
 
+def dotted_key(loc: tuple | list) -> str:
+    """('regularizers', 0, 'weight') -> 'regularizers[0].weight'."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+_BOUNDS = {"greater_than_equal": (">=", "ge"), "greater_than": (">", "gt"),
+           "less_than_equal": ("<=", "le"), "less_than": ("<", "lt")}
+
+
+def _describe(e: dict) -> tuple[str, str]:
+    """(dotted key, what is wrong) for one pydantic error."""
+    key = dotted_key(e["loc"])
+    ctx = e.get("ctx") or {}
+    err = ctx.get("error")
+    if isinstance(err, KeyProblem):
+        key = ".".join(k for k in (key, err.key) if k)
+        return key or "(top level)", err.message
+    kind = e["type"]
+    got = e.get("input")
+    if kind in _BOUNDS:
+        op, name = _BOUNDS[kind]
+        return key, f"must be {op} {ctx[name]} (got {_shown(got)})"
+    if kind == "too_short":
+        return key, f"must have at least {ctx['min_length']} item(s) (got {_shown(got)})"
+    if kind == "too_long":
+        return key, f"must have at most {ctx['max_length']} item(s) (got {_shown(got)})"
+    msg = e["msg"]
+    if kind == "value_error":
+        msg = msg.removeprefix("Value error, ")
+    elif kind != "missing" and isinstance(got, int | float | str | bool):
+        msg += f" (got {_shown(got)})"
+    return key or "(top level)", msg
+
+
 def _format_validation_error(err: ValidationError, source: str) -> str:
     lines = []
     for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        lines.append(f"{source}: recipe key '{key}': {e['msg']}")
+        key, msg = _describe(e)
+        lines.append(f"{source}: recipe key '{key}': {msg}")
     return "\n".join(lines)
+
+
+_TAG = re.compile(r"tag '([^']*)'")
+
+
+def yaml_problem(e: yaml.YAMLError, source: str, *, with_line: bool = True) -> str:
+    """One line for a YAML error: an unsupported (e.g. python/...) tag is named as such."""
+    mark = getattr(e, "problem_mark", None)
+    where = f"{source}: line {mark.line + 1}" if mark is not None and with_line else source
+    if isinstance(e, yaml.constructor.ConstructorError):
+        m = _TAG.search(str(getattr(e, "problem", "")))
+        tag = m.group(1).replace("tag:yaml.org,2002:", "!!") if m else "?"
+        return (f"{where}: unsupported YAML tag '{tag}' (tags that build objects are unsafe; recipes "
+                f"hold plain values only)")
+    return f"{where}: not valid YAML ({getattr(e, 'problem', None) or e.__class__.__name__})"
 
 
 def recipe_from_dict(data: dict, *, base_dir: Path, overrides: list[str] | None = None,
@@ -159,9 +221,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise RecipeError(f"{path}:{where} is not valid YAML") from None
+        raise RecipeError(yaml_problem(e, str(path))) from None
     return recipe_from_dict(data or {}, base_dir=path.resolve().parent, overrides=overrides,
                             source=str(path))
 

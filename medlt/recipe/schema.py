@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from medlt.recipe.base import Section
+from medlt.recipe.base import KeyProblem, NonNegativeInt, Section
 from medlt.recipe.data import DataConfig
 from medlt.recipe.diffusion import (
     DiffusionConfig,
@@ -18,8 +18,9 @@ from medlt.recipe.synth import SynthConfig
 
 
 class Recipe(Section):
-    name: str
-    seed: int = 0
+    name: str = Field(min_length=1)
+    #: every random draw derives from it (>= 0)
+    seed: NonNegativeInt = 0
     data: DataConfig
     model: ModelConfig = Field(default_factory=ModelConfig)
     diffusion: DiffusionConfig = Field(default_factory=DiffusionConfig)
@@ -29,3 +30,16 @@ class Recipe(Section):
     synth: SynthConfig = Field(default_factory=SynthConfig)
     classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+
+    @model_validator(mode="after")
+    def _cross_section(self):
+        steps, t = self.sampling.num_inference_steps, self.diffusion.num_train_timesteps
+        if steps > t:
+            raise KeyProblem("sampling.num_inference_steps", f"must be <= diffusion.num_train_timesteps={t} "
+                             f"(got {steps})")
+        n, fmt = len(self.data.image_size), self.data.format
+        want = {"nih-cxr-lt": 2, "mimic-cxr-lt": 2, "ct-rate": 3}.get(fmt)
+        if want is not None and n != want:
+            raise KeyProblem("data.image_size", f"format {fmt} needs {want} sizes "
+                             f"({'H, W' if want == 2 else 'X, Y, Z'}), got {list(self.data.image_size)}")
+        return self

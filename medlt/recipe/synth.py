@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from medlt.recipe.base import Section
 
@@ -12,6 +12,18 @@ from medlt.recipe.base import Section
 class SynthConfig(Section):
     #: to_head | to_count:N | to_ratio:R (checked by medlt.synth.quotas.parse_quota)
     quota: str = "to_head"
+
+    @field_validator("quota")
+    @classmethod
+    def _quota_form(cls, v: str) -> str:
+        from medlt.errors import RecipeError
+        from medlt.synth.quotas import parse_quota
+
+        try:
+            parse_quota(v)
+        except RecipeError as e:
+            raise ValueError(str(e)) from None
+        return v
     #: image format of the synthetic files; None = the dataset's own (NIH png, MIMIC dcm, CT nii.gz)
     output_format: Literal["png", "dcm", "jpg", "nii.gz"] | None = None
     #: images per generator call; part of what fixes the output bytes (keep it when resuming)

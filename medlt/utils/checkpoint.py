@@ -8,6 +8,8 @@ resolved recipe (`recipe_to_dict`) and the label space (`LabelSpace.to_dict`).
 from __future__ import annotations
 
 import hashlib
+import pickle
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +28,17 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # corrupt, truncated or unsafe pickle
-        raise CheckpointError(f"{path}: cannot load checkpoint ({e.__class__.__name__}: "
-                              f"{str(e).splitlines()[0] if str(e) else ''})") from None
+        with warnings.catch_warnings():  # torch warns about foreign pickle protocols before refusing
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:  # what torch raises for objects weights_only will not build
+        raise CheckpointError(f"{path}: not a medlt checkpoint: it contains pickled Python objects; refused "
+                              f"(medlt loads tensors and plain values only, weights_only=True)") from None
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read checkpoint ({e.strerror or e})") from None
+    except Exception as e:  # corrupt or truncated (torch raises RuntimeError / EOFError / ...)
+        raise CheckpointError(f"{path}: not a readable checkpoint (corrupt or truncated; "
+                              f"{e.__class__.__name__})") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: not a medlt checkpoint (top level is {type(state).__name__})")
     return state

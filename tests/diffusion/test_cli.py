@@ -14,7 +14,7 @@ from tests.diffusion.toy import toy_data, toy_recipe
 @pytest.fixture(scope="module")
 def toy_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cli")
-    recipe = toy_recipe(tmp, ["training.max_steps=2"])
+    recipe = toy_recipe(tmp, ["training.max_steps=2", "data.classes=[alpha, beta, gamma]"])
     train(recipe, tmp / "run", data=toy_data())
     path = tmp / "toy.yaml"
     path.write_text(yaml.safe_dump(recipe_to_dict(recipe)))

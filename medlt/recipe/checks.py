@@ -1,0 +1,47 @@
+"""Checks that tie the image size to a network, run by the verbs that build that network (train,
+sample and synth for the diffusion UNet; classify and evaluate for the classifier) right after the
+recipe is loaded, before anything is read or written. A recipe used only for data checks or the
+classifier need not fit the diffusion UNet, so these are not part of plain recipe validation.
+"""
+
+from __future__ import annotations
+
+from medlt.errors import RecipeError
+from medlt.recipe.schema import Recipe
+
+#: MONAI DenseNet121 pools its input 32-fold (stem /4, three transitions /2); smaller images fail
+DENSENET_MIN_SIZE = 32
+
+
+def diffusion_image_sizes(recipe: Recipe) -> list[int]:
+    """The spatial sizes the diffusion UNet sees: data.image_size, or (Y, X) of the axial slices in
+    CT 2d-axial mode."""
+    size = list(recipe.data.image_size)
+    if len(size) == 3 and recipe.data.ct.mode == "2d-axial":
+        return [size[1], size[0]]
+    return size
+
+
+def check_diffusion_shapes(recipe: Recipe, source: str = "<recipe>") -> None:
+    """RecipeError when data.image_size does not fit model.spatial_dims or the UNet's downsampling
+    2^(len(model.channels) - 1)."""
+    sizes = diffusion_image_sizes(recipe)
+    m = recipe.model
+    if len(sizes) != m.spatial_dims:
+        raise RecipeError(f"{source}: recipe key 'model.spatial_dims': is {m.spatial_dims} but the images "
+                          f"are {len(sizes)}D (data.image_size={list(recipe.data.image_size)}, "
+                          f"data.ct.mode={recipe.data.ct.mode})")
+    f = m.downsampling_factor
+    if any(s % f for s in sizes):
+        fit = [max(f, round(s / f) * f) for s in recipe.data.image_size]
+        raise RecipeError(f"{source}: recipe key 'data.image_size': every size must be divisible by {f} "
+                          f"(the UNet halves it len(model.channels) - 1 = {len(m.channels) - 1} times; got "
+                          f"{list(recipe.data.image_size)}); e.g. {fit}, or fewer model.channels levels")
+
+
+def check_classifier_shapes(recipe: Recipe, source: str = "<recipe>") -> None:
+    """RecipeError when data.image_size is too small for the classifier architecture."""
+    if recipe.classifier.architecture == "densenet121" and min(recipe.data.image_size) < DENSENET_MIN_SIZE:
+        raise RecipeError(f"{source}: recipe key 'data.image_size': classifier.architecture densenet121 needs "
+                          f"every size >= {DENSENET_MIN_SIZE} (got {list(recipe.data.image_size)}); use a "
+                          f"resnet for smaller images")
