@@ -12,8 +12,6 @@ Run folder:
 from __future__ import annotations
 
 import math
-import os
-import sys
 import time
 from pathlib import Path
 
@@ -30,10 +28,13 @@ from medlt.diffusion.regularizers import build_regularizers
 from medlt.diffusion.sampling import sample_loop
 from medlt.diffusion.schedule import build_scheduler
 from medlt.diffusion.unet import build_model
-from medlt.errors import CheckpointError, DataError, MedltError, TrainingDiverged
-from medlt.recipe import Recipe, dump_resolved, recipe_to_dict
+from medlt.errors import CheckpointError, DataError, MedltError, RecipeError, TrainingDiverged
+from medlt.recipe import Recipe, dump_resolved, recipe_from_resolved, recipe_to_dict
+from medlt.recipe.checks import check_diffusion_shapes
+from medlt.recipe.resume import DIFFUSION_RESUMABLE, append_resume_history, check_resume_recipe
 from medlt.utils.checkpoint import load_checkpoint, save_checkpoint
 from medlt.utils.distributed import DistInfo, barrier, init_distributed, is_distributed
+from medlt.utils.progress import Progress
 from medlt.utils.seeding import derive_seed, rng_state, seed_everything, set_rng_state
 
 CHECKPOINT = Path("checkpoints") / "last.pt"
@@ -55,12 +56,17 @@ def _unwrap(model):
     return model.module if hasattr(model, "module") else model
 
 
-def _check_resume(state: dict, recipe: Recipe, path: Path) -> None:
-    old = state.get("recipe", {})
-    for key in ("model", "diffusion"):
-        if old.get(key) != recipe_to_dict(recipe)[key]:
-            raise CheckpointError(f"{path}: recipe section '{key}' differs from the checkpoint's; "
-                                  f"resume with the same {key} settings (see RUN/recipe.resolved.yaml)")
+def _check_resume(state: dict, recipe: Recipe, path: Path) -> dict:
+    """The changed resumable keys (key -> (old, new)); RecipeError listing any other difference."""
+    old = state.get("recipe")
+    if not isinstance(old, dict):
+        raise CheckpointError(f"{path}: not a medlt diffusion checkpoint (no recipe)")
+    try:  # fill in keys added to the schema since the checkpoint was written
+        old = recipe_to_dict(recipe_from_resolved(old))
+    except MedltError:
+        pass
+    return check_resume_recipe(old, recipe_to_dict(recipe), allowed=DIFFUSION_RESUMABLE, what="--resume",
+                               source=str(path))
 
 
 def save_sample_grid(ema_model, scheduler, recipe: Recipe, label_space, path: Path, step: int) -> Path:
@@ -91,25 +97,6 @@ def _tensorboard(path: Path):
     return SummaryWriter(str(path))
 
 
-class _Bar:
-    """tqdm on rank 0 (stderr); quiet when not a terminal unless MEDLT_PROGRESS=1."""
-
-    def __init__(self, total: int, initial: int, enabled: bool):
-        from tqdm.auto import tqdm
-
-        off = not enabled or (not sys.stderr.isatty() and os.environ.get("MEDLT_PROGRESS") != "1")
-        self.bar = tqdm(total=total, initial=initial, desc="train", unit="step", disable=off,
-                        dynamic_ncols=True)
-
-    def update(self, postfix: dict | None = None):
-        if postfix:
-            self.bar.set_postfix(postfix, refresh=False)
-        self.bar.update(1)
-
-    def close(self):
-        self.bar.close()
-
-
 def train(recipe: Recipe, out_dir: str | Path, *, resume: bool = False, data: TrainData | None = None,
           step_hook=None) -> Path:
     """Train; returns the checkpoint path. `data` overrides the recipe's data (tests); `step_hook`
@@ -123,6 +110,14 @@ def train(recipe: Recipe, out_dir: str | Path, *, resume: bool = False, data: Tr
         raise CheckpointError(f"--resume: no checkpoint at {ckpt_path}")
     if not resume and ckpt_path.is_file():
         raise MedltError(f"{ckpt_path} exists: pass --resume to continue that run, or choose another --out")
+    check_diffusion_shapes(recipe)
+    state, changed = None, {}
+    if resume:  # refuse a changed recipe before any data is read
+        state = load_checkpoint(ckpt_path, map_location="cpu")  # RNG states must stay on the CPU
+        changed = _check_resume(state, recipe, ckpt_path)
+        if int(state.get("step", 0)) > tc.max_steps:
+            raise RecipeError(f"recipe key 'training.max_steps': {ckpt_path} is already at step "
+                              f"{int(state['step'])} (got max_steps={tc.max_steps}); resume with a larger value")
     seed_everything(derive_seed(recipe.seed, "train", info.rank) % (2**63))
     # recipe problems first (before any data is read)
     regs = build_regularizers(recipe.regularizers, fine_tuning=tc.init_checkpoint is not None)
@@ -144,9 +139,7 @@ def train(recipe: Recipe, out_dir: str | Path, *, resume: bool = False, data: Tr
     scheduler = build_scheduler(recipe.diffusion)
 
     step = 0
-    if resume:
-        state = load_checkpoint(ckpt_path, map_location="cpu")  # RNG states must stay on the CPU
-        _check_resume(state, recipe, ckpt_path)
+    if state is not None:
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         ema.num_updates = int(state["step"])
@@ -167,6 +160,8 @@ def train(recipe: Recipe, out_dir: str | Path, *, resume: bool = False, data: Tr
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
         dump_resolved(recipe, out / "recipe.resolved.yaml")
+        if resume:
+            append_resume_history(out, position={"step": step}, changed=changed, command="medlt train --resume")
         write_skipped_images(out)  # data.on_bad_image=skip: RUN/skipped_images.csv
         log = MetricsLog(out / "metrics.csv", ["step", "loss", *term_names, "lr", "grad_norm", "images_per_s"],
                          resume_step=step if resume else None)
@@ -191,7 +186,7 @@ def train(recipe: Recipe, out_dir: str | Path, *, resume: bool = False, data: Tr
     if steps_per_epoch == 0:
         raise DataError(f"the training split ({len(first.dataset)} images per rank) is smaller than "
                         f"training.per_rank_batch_size={batch}")
-    bar = _Bar(tc.max_steps, step, info.is_main)
+    bar = Progress(tc.max_steps, desc="train", unit="step", initial=step, disable=not info.is_main)
     window_t, window_images = time.perf_counter(), 0
     model.train()
     try:
@@ -248,10 +243,11 @@ def train(recipe: Recipe, out_dir: str | Path, *, resume: bool = False, data: Tr
                         for k in ["loss", *term_names, "lr", "grad_norm", "images_per_s"]:
                             tb.add_scalar(f"train/{k}", row[k], step)
                     postfix = {k: f"{row[k]:.3g}" for k in ["loss", *term_names]} | {"img/s": f"{ips:.1f}"}
-                bar.update(postfix)
+                bar.update(1, postfix)
                 if step % tc.checkpoint_every_steps == 0 or step == tc.max_steps:
                     checkpoint()
-                if info.is_main and (step % tc.sample_grid_every_steps == 0 or step == tc.max_steps):
+                grid_every = tc.sample_grid_every_steps
+                if info.is_main and grid_every and (step % grid_every == 0 or step == tc.max_steps):
                     save_sample_grid(ema.model, scheduler, recipe, ls,
                                      out / "samples" / f"step_{step:07d}.png", step)
     finally:

@@ -5,33 +5,44 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
-from medlt.recipe.base import Section
+from medlt.recipe.base import Count, KeyProblem, NonNegativeInt, PositiveFloat, Section
 
 
 class CTConfig(Section):
     """CT-RATE preprocessing (docs/datasets.md). HU and spacing come from the metadata CSV."""
 
-    spacing_mm: tuple[float, float, float] = (0.75, 0.75, 1.5)
+    #: voxel spacing after resampling (x, y, z), each > 0
+    spacing_mm: tuple[PositiveFloat, PositiveFloat, PositiveFloat] = (0.75, 0.75, 1.5)
+    #: (low, high) HU clip, low < high
     hu_window: tuple[float, float] = (-1000.0, 1000.0)
-    hu_scale: float = 1000.0
+    #: HU are divided by this (> 0)
+    hu_scale: PositiveFloat = 1000.0
     #: field of view kept after resampling, in voxels at `spacing_mm` (centre crop / pad with the
     #: lowest value); the result is then resized to `data.image_size`. CT-RATE reference: 480x480x240.
-    #: None: resize the whole resampled volume.
-    crop_size: tuple[int, int, int] | None = (480, 480, 240)
+    #: None: resize the whole resampled volume. Each >= 1; it needs no divisibility (the network
+    #: sees `data.image_size`).
+    crop_size: tuple[Count, Count, Count] | None = (480, 480, 240)
     #: "3d" yields volumes; "2d-axial" yields axial slices of the preprocessed volume
     mode: Literal["3d", "2d-axial"] = "3d"
+
+    @model_validator(mode="after")
+    def _window_order(self):
+        lo, hi = self.hu_window
+        if not lo < hi:
+            raise KeyProblem("hu_window", f"must be (low, high) with low < high (got {list(self.hu_window)})")
+        return self
 
 
 class SplitRoles(Section):
     """Which official split plays which role."""
 
-    train: str = "train"
+    train: str = Field("train", min_length=1)
     #: null: the data has no val (test) role; verbs that need it (classify: val) say so
-    val: str | None = "balanced-val"
-    test: str | None = "balanced-test"
-    test_longtail: str | None = "test"
+    val: str | None = Field("balanced-val", min_length=1)
+    test: str | None = Field("balanced-test", min_length=1)
+    test_longtail: str | None = Field("test", min_length=1)
 
 
 class DataConfig(Section):
@@ -43,17 +54,18 @@ class DataConfig(Section):
     labels: Path | None = None
     #: format `manifest` only: its class list, as an official format name ("nih-cxr-lt", ...) or an
     #: explicit list of class column names in order. Official formats use data_manifests/.
-    classes: str | list[str] | None = None
+    classes: str | list[str] | None = Field(None, min_length=1)
     #: multi-label variant (NIH `miccai2023_*` CSVs); CT-RATE is always multi-label
     multi_label: bool = False
     #: MIMIC-CXR-LT image files: the DICOM or the JPG release
     extension: Literal["dcm", "jpg"] = "jpg"
     #: keep only these view positions (e.g. ["PA", "AP"]) per the release metadata (NIH Data_Entry_2017_v2020.csv,
     #: MIMIC mimic-cxr-2.0.0-metadata.csv, manifest column view_position); None keeps all
-    view_positions: list[str] | None = None
+    view_positions: list[str] | None = Field(None, min_length=1)
     #: output spatial size after preprocessing: (H, W) for CXR; (X, Y, Z) voxels for CT (RAS), also
-    #: in 2d-axial mode (slices are then (1, Y, X) in radiological display orientation)
-    image_size: list[int] = Field(default_factory=lambda: [256, 256])
+    #: in 2d-axial mode (slices are then (1, Y, X) in radiological display orientation). Each size
+    #: >= 1 and divisible by the diffusion UNet's downsampling 2^(len(model.channels) - 1).
+    image_size: list[Count] = Field(default_factory=lambda: [256, 256], min_length=2, max_length=3)
     ct: CTConfig = Field(default_factory=CTConfig)
     splits: SplitRoles = Field(default_factory=SplitRoles)
     #: light augmentation for diffusion training (flip off: chest anatomy is lateralised); the
@@ -67,13 +79,22 @@ class DataConfig(Section):
     #: rejected with a message saying so. Not part of the resolved recipe.
     class_balanced_q: None = Field(None, exclude=True)
     #: head/medium/tail thresholds on training counts: tail < low <= medium <= high < head
-    group_thresholds: tuple[int, int] = (100, 1000)
-    num_workers: int = 0
+    #: (0 <= low <= high)
+    group_thresholds: tuple[NonNegativeInt, NonNegativeInt] = (100, 1000)
+    #: data-loader worker processes (0 = load in the main process)
+    num_workers: NonNegativeInt = 0
     #: an unreadable image (truncated file, 4D volume, side of 1, ...) met by train / classify /
     #: evaluate / preview: "error" stops before the run starts with one line naming the file and
     #: row; "skip" decodes every image once first, leaves the bad ones out and lists them in
     #: RUN/skipped_images.csv
     on_bad_image: Literal["error", "skip"] = "error"
+
+    @model_validator(mode="after")
+    def _thresholds_order(self):
+        low, high = self.group_thresholds
+        if low > high:
+            raise KeyProblem("group_thresholds", f"must be (low, high) with low <= high (got [{low}, {high}])")
+        return self
 
     @field_validator("class_balanced_q", mode="before")
     @classmethod

@@ -4,76 +4,139 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from medlt.recipe.base import Section
+from medlt.recipe.base import (
+    Count,
+    KeyProblem,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    Probability,
+    Section,
+)
+
+#: where training runs: "auto" (CUDA when available), "cpu" or "cuda" (torchrun: the local rank's GPU)
+Device = Literal["auto", "cpu", "cuda"]
 
 
 class ModelConfig(Section):
     """MONAI DiffusionModelUNet sizes."""
 
     spatial_dims: Literal[2, 3] = 2
-    in_channels: int = 1
-    channels: list[int] = Field(default_factory=lambda: [128, 256, 256, 512])
+    in_channels: Count = 1
+    #: channels per resolution level; the UNet halves the image size len(channels) - 1 times, so
+    #: data.image_size must be divisible by 2^(len(channels) - 1). Each a multiple of norm_num_groups.
+    channels: list[Count] = Field(default_factory=lambda: [128, 256, 256, 512], min_length=1)
+    #: one flag per level (same length as channels)
     attention_levels: list[bool] = Field(default_factory=lambda: [False, False, True, True])
-    num_res_blocks: int = 2
-    num_head_channels: int = 64
-    norm_num_groups: int = 32
+    num_res_blocks: Count = 2
+    #: channels per attention head; divides the channels of every attention level
+    num_head_channels: Count = 64
+    norm_num_groups: Count = 32
     #: how a multi-hot label vector conditions the net: added to the time embedding, or
     #: MONAI's cross-attention context
     multi_label_conditioning: Literal["time-embedding", "cross-attention"] = "time-embedding"
     #: width of the context tokens in the cross-attention variant
-    cross_attention_dim: int = 64
+    cross_attention_dim: Count = 64
+
+    @model_validator(mode="after")
+    def _unet_shapes(self):
+        if len(self.attention_levels) != len(self.channels):
+            raise KeyProblem("attention_levels", f"needs one flag per level of model.channels "
+                             f"({len(self.channels)}), got {len(self.attention_levels)}")
+        bad = [c for c in self.channels if c % self.norm_num_groups]
+        if bad:
+            raise KeyProblem("channels", f"every value must be a multiple of model.norm_num_groups="
+                             f"{self.norm_num_groups} (got {list(self.channels)})")
+        bad = [c for c, a in zip(self.channels, self.attention_levels, strict=True)
+               if a and c % self.num_head_channels]
+        if bad:
+            raise KeyProblem("num_head_channels", f"must divide the channels of every attention level "
+                             f"(got {self.num_head_channels} for {bad})")
+        return self
+
+    @property
+    def downsampling_factor(self) -> int:
+        """How many times smaller the UNet's coarsest level is than its input, per side."""
+        return 2 ** (len(self.channels) - 1)
 
 
 class DiffusionConfig(Section):
-    num_train_timesteps: int = 1000
+    num_train_timesteps: Count = 1000
     schedule: Literal["linear_beta", "scaled_linear_beta", "cosine"] = "linear_beta"
-    beta_start: float = 1e-4
-    beta_end: float = 0.02
+    #: linear schedules: 0 < beta_start < beta_end < 1
+    beta_start: float = Field(1e-4, gt=0.0, lt=1.0)
+    beta_end: float = Field(0.02, gt=0.0, lt=1.0)
     prediction_type: Literal["epsilon"] = "epsilon"
     #: classifier-free guidance: per-sample probability of dropping the condition in training
     label_drop_prob: float = Field(0.1, ge=0.0, le=1.0)
     #: DDPM sampling clamps the predicted x0 to [-1, 1] (model space)
     clip_sample: bool = True
 
+    @model_validator(mode="after")
+    def _beta_order(self):
+        if self.schedule != "cosine" and not self.beta_start < self.beta_end:
+            raise KeyProblem("beta_end", f"must be > diffusion.beta_start={self.beta_start} "
+                             f"(got {self.beta_end})")
+        return self
+
+
+#: a regularizer's weight when the recipe gives none (the components' own defaults agree; tested)
+DEFAULT_REGULARIZER_WEIGHTS = {"cbdm": 1.0, "overlap": 0.1, "ccua": 1.0}
+
 
 class RegularizerConfig(Section):
-    """One long-tail regularizer: registered `name`, its `weight` and its own options."""
+    """One long-tail regularizer: registered `name`, its `weight` (>= 0) and its own options.
+
+    Without `weight` the component's default applies: cbdm 1.0, overlap 0.1 (its push is bounded by
+    the margin but competes with the denoising loss; 0.1 keeps it a correction), ccua 1.0."""
 
     name: str
-    weight: float = 1.0
+    weight: NonNegativeFloat = 1.0
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_weight(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "weight" not in data and isinstance(data.get("name"), str):
+            data = {**data, "weight": DEFAULT_REGULARIZER_WEIGHTS.get(data["name"], 1.0)}
+        return data
 
 
 class TrainingConfig(Section):
-    max_steps: int = 300_000
-    per_rank_batch_size: int = 64
-    lr: float = 2e-4
-    weight_decay: float = 0.0
-    warmup_steps: int = 5000
-    grad_clip_norm: float = 1.0
-    ema_decay: float = 0.9999
+    max_steps: Count = 300_000
+    per_rank_batch_size: Count = 64
+    lr: PositiveFloat = 2e-4
+    weight_decay: NonNegativeFloat = 0.0
+    #: linear warm-up length; 0 = none
+    warmup_steps: NonNegativeInt = 5000
+    grad_clip_norm: PositiveFloat = 1.0
+    #: 0 <= decay < 1
+    ema_decay: float = Field(0.9999, ge=0.0, lt=1.0)
     #: "auto": bf16 autocast on CUDA, fp32 on CPU
     precision: Literal["auto", "fp32", "bf16"] = "auto"
-    checkpoint_every_steps: int = 5000
-    sample_grid_every_steps: int = 10000
-    log_every_steps: int = 50
+    checkpoint_every_steps: Count = 5000
+    #: a sample grid PNG every N steps and at the end; 0 = no sample grids
+    sample_grid_every_steps: NonNegativeInt = 10000
+    log_every_steps: Count = 50
     #: fine-tuning from a checkpoint (CBDM then draws y' uniformly)
     init_checkpoint: str | None = None
     #: samples per class (columns) in the sample grid PNG
-    sample_grid_per_class: int = 4
+    sample_grid_per_class: Count = 4
     #: device: "auto" (CUDA when available), "cpu", "cuda"
-    device: str = "auto"
+    device: Device = "auto"
     #: class-balanced batch resampling of the diffusion's training set (CCUA): draw a class with
     #: probability ∝ n_c^q (q = 0.5 square-root, 0 uniform, 1 natural), then an image of it; None =
     #: plain shuffling. Only the diffusion reads it: the downstream classifier's main stage always
     #: trains on the natural distribution.
-    class_balanced_q: float | None = None
+    class_balanced_q: Probability | None = None
 
 
 class SamplingConfig(Section):
     sampler: Literal["ddim", "ddpm"] = "ddim"
-    num_inference_steps: int = 50
-    guidance_scale: float = 0.8
-    batch_size: int = 64
+    #: at most diffusion.num_train_timesteps
+    num_inference_steps: Count = 50
+    #: classifier-free guidance ω >= 0 (0 = conditional only)
+    guidance_scale: NonNegativeFloat = 0.8
+    batch_size: Count = 64
