@@ -101,6 +101,8 @@ def load_ct_hu(path: str | Path, spacing_mm: Sequence[float], rescale_slope: flo
     from monai.data import MetaTensor, NibabelReader
     from monai.transforms import LoadImage, Orientation
 
+    from medlt.data.io.monai_quiet import quiet_reader_registration
+
     path = Path(path)
     if len(spacing_mm) != 3:
         raise DataError(f"{path}: spacing must be three numbers, got {list(spacing_mm)}")
@@ -114,8 +116,10 @@ def load_ct_hu(path: str | Path, spacing_mm: Sequence[float], rescale_slope: flo
     if not path.is_file():
         raise DataError(f"{path}: CT volume not found")
     try:
-        img = LoadImage(reader=NibabelReader(), image_only=True, ensure_channel_first=True,
-                        dtype=np.float32)(str(path))
+        with quiet_reader_registration():  # MONAI's GPU-DICOM notice, once per LoadImage
+            loader = LoadImage(reader=NibabelReader(), image_only=True, ensure_channel_first=True,
+                               dtype=np.float32)
+        img = loader(str(path))
     except Exception as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[-1]
         raise DataError(f"{path}: cannot read NIfTI volume ({type(e).__name__}: {first})") from None
