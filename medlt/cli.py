@@ -16,7 +16,11 @@ app = typer.Typer(
         "Long-tailed medical image synthesis.\n\n"
         "Typical flow: `medlt phantom` (or your real data) -> `medlt data validate RECIPE` -> "
         "`medlt train RECIPE` -> `medlt synth RECIPE` -> `medlt classify` / `medlt evaluate`. "
-        "Every verb takes a recipe YAML (see recipes/) and `--set key.path=value` overrides."
+        "Every verb takes a recipe YAML (see recipes/) and `--set key.path=value` overrides.\n\n"
+        "Progress goes to stderr: a bar on a terminal, otherwise one plain line (count, rate, ETA) at most "
+        "every 15 s. Environment: MEDLT_PROGRESS=auto (default) | bar (or 1) | lines | off (or 0); "
+        "MEDLT_PROGRESS_INTERVAL_S=seconds between plain lines.\n\n"
+        "Errors are one line each with a non-zero exit (2 for recipe errors); --debug shows tracebacks."
     ),
     no_args_is_help=True,
     add_completion=False,

@@ -53,3 +53,140 @@ def test_train_cli_unknown_regularizer_is_a_recipe_error(toy_run, capsys):
         main(["train", str(recipe), "--out", str(tmp / "bad"), "--set", "regularizers=[{name: cdbm}]"])
     assert e.value.code == 2
     assert "did you mean 'cbdm'" in capsys.readouterr().err
+
+
+def _fail(argv, capsys) -> tuple[int, list[str]]:
+    from medlt.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    return e.value.code, capsys.readouterr().err.strip().splitlines()
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("training.max_steps=-5", "recipe key 'training.max_steps': must be >= 1 (got -5)"),
+    ("training.log_every_steps=0", "recipe key 'training.log_every_steps': must be >= 1 (got 0)"),
+    ("training.per_rank_batch_size=0", "recipe key 'training.per_rank_batch_size': must be >= 1 (got 0)"),
+    ("data.image_size=[9, 9]", "recipe key 'data.image_size': every size must be divisible by 2"),
+])
+def test_train_cli_out_of_range_recipe_is_one_line_before_the_run_folder(toy_run, capsys, override, expected):
+    tmp, recipe = toy_run
+    out = tmp / f"never-{abs(hash(override))}"
+    code, err = _fail(["train", str(recipe), "--out", str(out), "--set", override], capsys)
+    assert code == 2 and len(err) == 1 and expected in err[0], err
+    assert not out.exists()
+
+
+def _copy_run(tmp, name):
+    import shutil
+
+    dst = tmp / name
+    shutil.copytree(tmp / "run", dst)
+    return dst
+
+
+def test_resume_with_a_changed_learning_rate_is_refused_listing_the_key(toy_run, capsys):
+    tmp, recipe = toy_run
+    run = _copy_run(tmp, "resume-lr")
+    before = (run / "recipe.resolved.yaml").read_bytes()
+    code, err = _fail(["train", str(recipe), "--out", str(run), "--resume", "--set", "training.lr=1e6",
+                       "--set", "training.max_steps=4"], capsys)
+    assert code == 2 and len(err) == 1, err
+    assert "differ from the checkpoint" in err[0] and "training.lr (0.001 -> 1000000.0);" in err[0]
+    assert "training.max_steps (" not in err[0]  # a cadence key: allowed
+    assert (run / "recipe.resolved.yaml").read_bytes() == before
+    assert not (run / "resume_history.yaml").exists()
+
+
+def test_resume_with_cadence_changes_records_what_ran(toy_run):
+    from medlt.recipe.load import recipe_from_dict
+    from medlt.utils.checkpoint import load_checkpoint
+
+    tmp, recipe_path = toy_run
+    run = _copy_run(tmp, "resume-ok")
+    data = yaml.safe_load(recipe_path.read_text())
+    recipe = recipe_from_dict(data, base_dir=tmp, overrides=["training.max_steps=4", "training.log_every_steps=2"])
+    train(recipe, run, resume=True, data=toy_data())
+    resolved = yaml.safe_load((run / "recipe.resolved.yaml").read_text())
+    assert resolved["training"]["max_steps"] == 4 and resolved["training"]["log_every_steps"] == 2
+    history = yaml.safe_load((run / "resume_history.yaml").read_text())
+    assert len(history) == 1 and history[0]["resumed_at"] == {"step": 2}
+    assert history[0]["changed"] == {"training.log_every_steps": {"old": 1, "new": 2},
+                                     "training.max_steps": {"old": 2, "new": 4}}
+    state = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert state["step"] == 4 and state["recipe"]["training"]["max_steps"] == 4
+
+
+def test_resume_below_the_checkpoint_step_is_refused(toy_run, capsys):
+    tmp, recipe = toy_run
+    run = _copy_run(tmp, "resume-short")
+    code, err = _fail(["train", str(recipe), "--out", str(run), "--resume", "--set", "training.max_steps=1"], capsys)
+    assert code == 2 and len(err) == 1 and "already at step 2" in err[0]
+
+
+def test_sample_with_other_classes_than_the_checkpoint_is_refused(toy_run, capsys):
+    tmp, recipe = toy_run
+    out = tmp / "wrong-classes"
+    code, err = _fail(["sample", str(recipe), "--checkpoint", str(tmp / "run"), "--class", "beta", "--num", "1",
+                       "--out", str(out), "--set", "data.classes=[alpha, beta, delta]"], capsys)
+    assert code != 0 and len(err) == 1, err
+    assert "trained on classes ['alpha', 'beta', 'gamma']" in err[0] and "['alpha', 'beta', 'delta']" in err[0]
+    assert not out.exists()
+
+
+def test_sample_seed_defaults_to_the_recipe_seed(toy_run):
+    from medlt.utils.seeding import derive_seed
+
+    tmp, recipe = toy_run
+    runs = {}
+    for name, extra in {"default": [], "explicit": ["--seed", "3"], "zero": ["--seed", "0"]}.items():
+        out = tmp / f"seed-{name}"
+        r = CliRunner().invoke(app, ["sample", str(recipe), "--checkpoint", str(tmp / "run"), "--class", "beta",
+                                     "--num", "1", "--out", str(out), "--steps", "2", *extra])
+        assert r.exit_code == 0, r.output
+        runs[name] = out / "synthetic_beta_0000.png"
+    assert Image.open(runs["default"]).text["medlt:seed"] == str(derive_seed(3, "beta", 0))  # toy recipe seed 3
+    assert runs["default"].read_bytes() == runs["explicit"].read_bytes()
+    assert runs["default"].read_bytes() != runs["zero"].read_bytes()
+
+
+def test_output_under_a_regular_file_is_one_line(toy_run, capsys):
+    tmp, recipe = toy_run
+    blocker = tmp / "a_regular_file"
+    blocker.write_text("x")
+    code, err = _fail(["sample", str(recipe), "--checkpoint", str(tmp / "run"), "--class", "beta", "--num", "1",
+                       "--out", str(blocker / "sub"), "--steps", "1"], capsys)
+    assert code == 1 and len(err) == 1 and err[0].startswith("error: ") and str(blocker) in err[0], err
+    assert "Traceback" not in err[0]
+
+
+def test_full_disk_is_one_line_naming_the_file(toy_run, capsys, monkeypatch):
+    import errno
+    import os
+
+    from medlt.utils import atomic
+
+    def full(*_a, **_k):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    tmp, recipe = toy_run
+    monkeypatch.setattr(atomic.os, "replace", full)
+    out = tmp / "full"
+    code, err = _fail(["sample", str(recipe), "--checkpoint", str(tmp / "run"), "--class", "beta", "--num", "1",
+                       "--out", str(out), "--steps", "1"], capsys)
+    assert code == 1 and len(err) == 1, err
+    assert err[0] == f"error: cannot write {out / 'synthetic_beta_0000.png'}: No space left on device"
+    assert not list(out.glob("*.png")) and not list(out.glob(".*"))
+
+
+def test_train_prints_plain_progress_lines_when_not_a_terminal(tmp_path, capsys, monkeypatch):
+    from medlt.utils import progress
+
+    monkeypatch.setattr(progress, "_last_line", [0.0])
+    monkeypatch.setenv("MEDLT_PROGRESS_INTERVAL_S", "0")
+    monkeypatch.delenv("MEDLT_PROGRESS", raising=False)
+    train(toy_recipe(tmp_path, ["training.max_steps=2"]), tmp_path / "run", data=toy_data())
+    err = capsys.readouterr().err
+    assert "train: 1/2 step (50%), " in err and " step/s, " in err and "ETA " in err and "loss=" in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("train: 2/2 step (100%), ") and ", done, loss=" in last
