@@ -15,11 +15,13 @@ _EXPORTS = {
     "SingleLabelAccumulator": "classification", "MultiLabelAccumulator": "classification",
     "frechet_distance": "frechet", "RunningMoments": "frechet",
     "frechet_distance_from_running": "frechet", "frechet_distance_from_moments": "frechet",
-    "kernel_inception_distance": "kid", "FeatureReservoir": "kid",
+    "mixture_moments": "frechet", "frechet_distance_from_factors": "frechet",
+    "kernel_inception_distance": "kid", "FeatureReservoir": "kid", "weighted_mmd2_unbiased": "kid",
     "ClassFeatureStats": "feature_stats",
     "nearest_neighbours": "nearest",
-    "MemorizationAccumulator": "memorization", "real_nn_threshold": "memorization",
-    "ClassDiversity": "diversity",
+    "MemorizationAccumulator": "memorization",
+    "ClassDiversity": "diversity", "ms_ssim_settings": "diversity",
+    "volume_slices": "slices", "slice_indices": "slices",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -85,3 +85,58 @@ def frechet_distance(features_a: torch.Tensor, features_b: torch.Tensor) -> floa
     if a.n < 2 or b.n < 2:
         raise ValueError("frechet_distance needs at least 2 vectors on each side")
     return frechet_distance_from_running(a, b)
+
+
+def mixture_moments(weights, means, covariances) -> tuple[torch.Tensor, torch.Tensor]:
+    """Moments of the mixture Σ_c π_c N(μ_c, Σ_c) (weights normalised to sum 1):
+    μ = Σ_c π_c μ_c and Σ = Σ_c π_c (Σ_c + μ_c μ_cᵀ) − μ μᵀ, computed in the equivalent, better
+    conditioned form Σ_c π_c Σ_c + Σ_c π_c (μ_c − μ)(μ_c − μ)ᵀ (float64)."""
+    w = torch.as_tensor(weights, dtype=torch.float64)
+    if w.numel() == 0 or float(w.sum()) <= 0:
+        raise ValueError("mixture_moments needs at least one positive weight")
+    w = w / w.sum()
+    mus = torch.stack([torch.as_tensor(m, dtype=torch.float64) for m in means])
+    mu = (w[:, None] * mus).sum(0)
+    sigma = torch.zeros(mus.shape[1], mus.shape[1], dtype=torch.float64)
+    for wc, mc, sc in zip(w, mus, covariances, strict=True):
+        dc = mc - mu
+        sigma += wc * (torch.as_tensor(sc, dtype=torch.float64) + torch.outer(dc, dc))
+    return mu, sigma
+
+
+def weighted_factor(rows: torch.Tensor, counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean μ and a factor A with AᵀA = the unbiased covariance of `rows` repeated `counts` times
+    (frequency weights; Σ counts − 1 in the denominator). No D×D matrix is formed."""
+    x = torch.as_tensor(rows, dtype=torch.float64)
+    c = torch.as_tensor(counts, dtype=torch.float64)
+    n = float(c.sum())
+    if n < 2:
+        raise ValueError("weighted_factor needs a total count of at least 2")
+    mu = (c[:, None] * x).sum(0) / n
+    return mu, (x - mu) * torch.sqrt(c / (n - 1))[:, None]
+
+
+def mixture_factor(weights, parts: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """`mixture_moments` for factored covariances: parts = [(μ_c, A_c)] with Σ_c = A_cᵀA_c; returns
+    (μ, A) with AᵀA = Σ_c π_c Σ_c + Σ_c π_c (μ_c − μ)(μ_c − μ)ᵀ."""
+    w = torch.as_tensor(weights, dtype=torch.float64)
+    w = w / w.sum()
+    mu = sum(wc * m for wc, (m, _) in zip(w, parts, strict=True))
+    rows = [torch.sqrt(wc) * a for wc, (_, a) in zip(w, parts, strict=True)]
+    rows.append(torch.stack([torch.sqrt(wc) * (m - mu) for wc, (m, _) in zip(w, parts, strict=True)]))
+    return mu, torch.cat(rows)
+
+
+def frechet_distance_from_factors(mu1, a1: torch.Tensor, mu2, a2: torch.Tensor) -> float:
+    """Fréchet distance with Σ₁ = A₁ᵀA₁ and Σ₂ = A₂ᵀA₂ (A: r × D). Tr (Σ₁Σ₂)^{1/2} equals the
+    nuclear norm of A₁A₂ᵀ (the non-zero eigenvalues of Σ₁Σ₂ are those of (A₁A₂ᵀ)(A₁A₂ᵀ)ᵀ), so
+    when both factors have at most D rows nothing D×D is decomposed; otherwise the covariances
+    are formed and the standard formula is used."""
+    a1, a2 = torch.as_tensor(a1, dtype=torch.float64), torch.as_tensor(a2, dtype=torch.float64)
+    d = a1.shape[1]
+    if a1.shape[0] > d or a2.shape[0] > d:
+        return frechet_distance_from_moments(torch.as_tensor(mu1), a1.T @ a1, torch.as_tensor(mu2), a2.T @ a2)
+    diff = torch.as_tensor(mu1, dtype=torch.float64) - torch.as_tensor(mu2, dtype=torch.float64)
+    tr = float((a1 * a1).sum() + (a2 * a2).sum())
+    nuc = float(torch.linalg.svdvals(a1 @ a2.T).sum())
+    return float(diff @ diff) + tr - 2 * nuc

@@ -1,7 +1,8 @@
 """Kernel Inception Distance: unbiased MMD² with the cubic polynomial kernel
-k(x, y) = (xᵀy / D + 1)³, averaged over random subsets (Bińkowski et al. 2018), using torchmetrics'
-`poly_mmd`. Unbiased, so it is ~0 (and can be negative) for two samples of one distribution, which
-matters for tail classes with a handful of real images.
+k(x, y) = (xᵀy / D + 1)³, averaged over random subsets (Bińkowski et al. 2018), with a weighted
+form of the unbiased estimator (`weighted_mmd2_unbiased`) so that subsets can be stratified by
+class weights and small sides bootstrapped. Unbiased, so it is ~0 (and can be negative) for two
+samples of one distribution, which matters for tail classes with a handful of real images.
 
 Streaming: `FeatureReservoir` keeps a uniform random sample (reservoir sampling, seeded) of at
 most `capacity` vectors, so memory is fixed however many vectors stream through; KID subsets are
@@ -10,10 +11,7 @@ drawn from the reservoirs. No N×N matrix beyond subset_size × subset_size.
 
 from __future__ import annotations
 
-import math
-
 import torch
-from torchmetrics.image.kid import poly_mmd
 
 
 class FeatureReservoir:
@@ -49,21 +47,102 @@ class FeatureReservoir:
         return 0 if self.rows is None else self.rows.shape[0]
 
 
+def polynomial_kernel(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """k(x, y) = (xᵀy / D + 1)³, the KID kernel (float64)."""
+    return (x @ y.T / x.shape[1] + 1.0) ** 3
+
+
+def _block_mean(x, a, y, b, same: bool) -> torch.Tensor:
+    """Weighted mean of k over pairs of rows of x and y; same = the blocks are one set of stored
+    rows, whose pairs of a row with itself are left out (U-statistic)."""
+    k = polynomial_kernel(x, y)
+    if not same:
+        return (a @ k @ b) / (a.sum() * b.sum())
+    den = a.sum() ** 2 - (a * a).sum()
+    return (a @ k @ a - (a * a * k.diagonal()).sum()) / den if den > 0 else torch.tensor(float("nan"))
+
+
+def stratified_mmd2_unbiased(real_blocks, fake_blocks) -> float:
+    """Unbiased MMD² between two class mixtures with the KID kernel. blocks: [(π_c, rows_c, w_c)],
+    the same class order and weights π on both sides, w_c = per-row weights (1, or bootstrap
+    counts). Each side's kernel mean is Σ_cd π_c π_d K̄_cd, where K̄_cd is the weighted mean of k
+    between the rows of classes c and d and, within a class, over pairs of *different stored rows*;
+    so the estimate is unbiased for the mixture Σ_c π_c P_c whatever the rows drawn per class, and
+    a row drawn twice by a bootstrap is never paired with itself."""
+    def prep(blocks):
+        pi = torch.tensor([float(p) for p, _, _ in blocks], dtype=torch.float64)
+        return pi / pi.sum(), [(torch.as_tensor(x, dtype=torch.float64), torch.as_tensor(w, dtype=torch.float64))
+                               for _, x, w in blocks]
+
+    def side(pi, blocks):
+        return sum(pi[c] * pi[d] * _block_mean(*blocks[c], *blocks[d], same=c == d)
+                   for c in range(len(blocks)) for d in range(len(blocks)))
+
+    pr, br = prep(real_blocks)
+    pf, bf = prep(fake_blocks)
+    cross = sum(pr[c] * pf[d] * _block_mean(*br[c], *bf[d], same=False)
+                for c in range(len(br)) for d in range(len(bf)))
+    return float(side(pr, br) + side(pf, bf) - 2 * cross)
+
+
+def weighted_mmd2_unbiased(x: torch.Tensor, a: torch.Tensor, y: torch.Tensor, b: torch.Tensor) -> float:
+    """Unbiased MMD² between the weighted samples (x, a) and (y, b) (one class each side): within a
+    side, (aᵀKa − Σ a_i² K_ii) / ((Σa)² − Σa_i²); across sides the weighted mean of k. With unit
+    weights this is the usual unbiased estimator (any two sample sizes)."""
+    return stratified_mmd2_unbiased([(1.0, x, a)], [(1.0, y, b)])
+
+
+def draw_rows(n: int, size: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices and counts of one KID subset from n stored rows: `size` rows without replacement
+    when n > size; otherwise a bootstrap resample of n rows (with replacement), so that subsets of
+    a small side differ and their spread reflects that side's sampling variability too."""
+    if n > size:
+        return torch.randperm(n, generator=gen)[:size], torch.ones(size, dtype=torch.float64)
+    idx = torch.randint(0, n, (n,), generator=gen)
+    uniq, counts = idx.unique(return_counts=True)
+    return uniq, counts.to(torch.float64)
+
+
+def kid_subset_values(real_parts, fake_parts, *, subset_size: int = 100, num_subsets: int = 50,
+                      seed: int = 0) -> torch.Tensor:
+    """MMD² of `num_subsets` stratified subsets. real_parts / fake_parts: [(weight π_c, rows_c)];
+    each subset takes max(2, round(π_c · subset_size)) rows of class c per side (`draw_rows`) and
+    the classes are mixed by π (`stratified_mmd2_unbiased`)."""
+    gen = torch.Generator().manual_seed(seed)
+    tot_r = sum(w for w, _ in real_parts)
+    tot_f = sum(w for w, _ in fake_parts)
+
+    def one(parts, tot):
+        blocks = []
+        for w, rows in parts:
+            idx, cnt = draw_rows(rows.shape[0], max(2, round(w / tot * subset_size)), gen)
+            blocks.append((w, rows[idx], cnt))
+        return blocks
+
+    vals = [stratified_mmd2_unbiased(one(real_parts, tot_r), one(fake_parts, tot_f)) for _ in range(num_subsets)]
+    return torch.tensor(vals, dtype=torch.float64)
+
+
+def summarize_kid(vals: torch.Tensor) -> dict:
+    """kid_mean, kid_std (over subsets) and kid_subset_interval95 (2.5th-97.5th percentile of
+    the subset values: the spread of one subset's KID, wider than the mean's uncertainty)."""
+    vals = vals[~torch.isnan(vals)]
+    if vals.numel() == 0:
+        return {"kid_mean": float("nan"), "kid_std": float("nan"), "kid_subset_interval95": None}
+    std = float(vals.std()) if vals.numel() > 1 else float("nan")
+    lo, hi = torch.quantile(vals, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
+    return {"kid_mean": float(vals.mean()), "kid_std": std, "kid_subset_interval95": [lo, hi]}
+
+
 def kernel_inception_distance(real: torch.Tensor, fake: torch.Tensor, *, subset_size: int = 100,
                               num_subsets: int = 50, seed: int = 0) -> tuple[float, float]:
-    """(mean, std) of unbiased MMD² over `num_subsets` random subsets of size
-    min(subset_size, n_real, n_fake). NaN when either side has fewer than 2 vectors."""
+    """(mean, std) of unbiased MMD² over `num_subsets` random subsets (`draw_rows` on each side:
+    subset_size rows without replacement, or a bootstrap resample of a side with at most
+    subset_size rows). NaN when either side has fewer than 2 vectors."""
     real = torch.as_tensor(real, dtype=torch.float64)
     fake = torch.as_tensor(fake, dtype=torch.float64)
-    m = min(subset_size, real.shape[0], fake.shape[0])
-    if m < 2:
+    if real.shape[0] < 2 or fake.shape[0] < 2:
         return float("nan"), float("nan")
-    gen = torch.Generator().manual_seed(seed)
-    vals = []
-    for _ in range(num_subsets):
-        r = real[torch.randperm(real.shape[0], generator=gen)[:m]]
-        f = fake[torch.randperm(fake.shape[0], generator=gen)[:m]]
-        vals.append(float(poly_mmd(r, f)))
-    t = torch.tensor(vals, dtype=torch.float64)
-    std = float(t.std()) if len(vals) > 1 else 0.0
-    return float(t.mean()), (std if not math.isnan(std) else 0.0)
+    s = summarize_kid(kid_subset_values([(1.0, real)], [(1.0, fake)], subset_size=subset_size,
+                                        num_subsets=num_subsets, seed=seed))
+    return s["kid_mean"], s["kid_std"]

@@ -7,10 +7,13 @@ import torch
 
 
 def nearest_neighbours(queries: torch.Tensor, reference: torch.Tensor, *, chunk: int = 1024,
-                       exclude_self: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                       exclude_self: bool = False,
+                       min_distance: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """For each query row: (distance, index) of the closest reference row.
 
     exclude_self: queries ARE the reference (same rows, same order); a row never matches itself.
+    min_distance: reference rows at distance <= min_distance are ignored (identical copies); a
+    query with no other row gets distance inf and index -1.
     """
     q = torch.as_tensor(queries, dtype=torch.float32).reshape(len(queries), -1)
     r = torch.as_tensor(reference, dtype=torch.float32).reshape(len(reference), -1)
@@ -28,6 +31,8 @@ def nearest_neighbours(queries: torch.Tensor, reference: torch.Tensor, *, chunk:
                 qi = torch.arange(qs, qs + qc.shape[0]).unsqueeze(1)
                 ri = torch.arange(rs, rs + d.shape[1]).unsqueeze(0)
                 d = d.masked_fill(qi == ri, float("inf"))
+            if min_distance is not None:
+                d = d.masked_fill(d <= min_distance, float("inf"))
             md, mi = d.min(dim=1)
             better = md < best_d[qs:qs + qc.shape[0]]
             best_d[qs:qs + qc.shape[0]] = torch.where(better, md, best_d[qs:qs + qc.shape[0]])

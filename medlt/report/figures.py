@@ -50,15 +50,31 @@ def class_counts_png(names: Sequence[str], counts: Sequence[int], groups: Sequen
     return _png(fig)
 
 
+def _finite(x) -> bool:
+    return x is not None and not (isinstance(x, float) and math.isnan(x))
+
+
+def has_values(series: dict[str, Sequence[float | None]]) -> bool:
+    """True when at least one value of one series can be drawn (callers skip empty plots with a note)."""
+    return any(_finite(x) for vals in series.values() for x in vals)
+
+
 def per_class_bars_png(names: Sequence[str], series: dict[str, Sequence[float | None]], *, ylabel: str,
-                       title: str, ylim01: bool = True) -> bytes:
+                       title: str, ylim01: bool = True,
+                       errors: dict[str, Sequence[Sequence[float] | None]] | None = None) -> bytes:
+    """Grouped bars per class; `errors`: per series, a (low, high) interval per class (or None)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(_width(len(names)), 3.8))
     k = max(len(series), 1)
     w = 0.8 / k
     for j, (label, vals) in enumerate(series.items()):
-        v = [np.nan if (x is None or (isinstance(x, float) and math.isnan(x))) else x for x in vals]
-        ax.bar(np.arange(len(names)) + (j - (k - 1) / 2) * w, v, width=w, label=label)
+        v = [x if _finite(x) else np.nan for x in vals]
+        yerr = None
+        if errors and label in errors:
+            iv = errors[label]
+            yerr = np.array([[max(0.0, y - i[0]) if (i and _finite(y) and _finite(i[0])) else 0.0 for y, i in zip(v, iv, strict=True)],
+                             [max(0.0, i[1] - y) if (i and _finite(y) and _finite(i[1])) else 0.0 for y, i in zip(v, iv, strict=True)]])
+        ax.bar(np.arange(len(names)) + (j - (k - 1) / 2) * w, v, width=w, label=label, yerr=yerr, capsize=2)
     ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
     ax.set_ylabel(ylabel)
     if ylim01:
@@ -66,6 +82,23 @@ def per_class_bars_png(names: Sequence[str], series: dict[str, Sequence[float | 
     ax.set_title(title)
     if len(series) > 1:
         ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def ratio_histogram_png(edges: Sequence[float | None], counts: Sequence[int], threshold: float, *,
+                        title: str) -> bytes:
+    """Histogram of memorization distance ratios (fixed bins; the last bin holds ratios beyond the
+    last finite edge), with the flagging threshold as a vertical line."""
+    plt = _plt()
+    fin = [e for e in edges if e is not None]
+    width = fin[1] - fin[0]
+    fig, ax = plt.subplots(figsize=(6.5, 3.2))
+    ax.bar([e + width / 2 for e in fin], counts, width=width * 0.95, color="#7f7f7f")
+    ax.axvline(threshold, color="#d62728", linestyle="--", label=f"flagged at <= {threshold:g}")
+    ax.set_xlabel(f"d(s, r*) / d(r*, nearest other real)  (last bar: >= {fin[-1]:g})")
+    ax.set_ylabel("synthetic images")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
     return _png(fig)
 
 
