@@ -30,9 +30,10 @@ DIFFUSION_RESUMABLE = (
     "sampling.*", "synth.*", "classifier.*", "evaluate.*",
 )
 
-#: `medlt classify` re-run in the same folder: the classifier reads seed, data and classifier only
+#: `medlt classify` re-run in the same folder: the classifier reads seed, data and classifier only;
+#: its epoch counts play the role of training.max_steps
 CLASSIFIER_RESUMABLE = (
-    "name", "classifier.device",
+    "name", "classifier.device", "classifier.epochs", "classifier.crt_epochs",
     "data.num_workers", "data.cache_dir", "data.cache_memory", "data.group_thresholds",
     "data.splits.test", "data.splits.test_longtail",
     "model.*", "diffusion.*", "regularizers.*", "training.*", "sampling.*", "synth.*", "evaluate.*",
