@@ -32,7 +32,7 @@ def classify(
     from medlt.classify.train import fit_classifier
     from medlt.utils.distributed import cleanup, init_distributed
 
-    r = load_recipe_cli(recipe, sets)
+    r = load_recipe_cli(recipe, sets, uses=("classifier",))
     info = init_distributed(r.classifier.device)  # before the loaders, so torchrun shards training
     data = classifier_data(r, train_manifest=train_manifest, train_root=train_root)
     summary = fit_classifier(r, data, out, show_progress=info.is_main)
@@ -79,7 +79,7 @@ def evaluate(
     from medlt.recipe import load_recipe
     from medlt.report.write import write_report
 
-    r = load_recipe_cli(recipe, sets)
+    r = load_recipe_cli(recipe, sets, uses=("classifier",))
     fer = load_recipe(feature_extractor_recipe) if feature_extractor_recipe else None
     result, assets = run_eval(r, classifier, out, synthetic_dir=synthetic, feature_extractor=feature_extractor,
                               feature_extractor_recipe=fer, feature_extractor_2d=feature_extractor_2d,
@@ -131,7 +131,7 @@ def oracle(
     """
     from medlt.classify.oracle import build_oracle
 
-    r = load_recipe_cli(recipe, sets)
+    r = load_recipe_cli(recipe, sets, uses=("classifier",))
     res = build_oracle(r, out, per_class=per_class, seed=seed)
     t = res["test_on_evaluated_phantom"]
     key = "balanced_accuracy" if "balanced_accuracy" in t else "mean_per_class_balanced_accuracy_tpr_tnr"
