@@ -49,9 +49,16 @@ def _classes_of(label: torch.Tensor) -> list[int]:
     return [int(label)] if label.ndim == 0 else [int(c) for c in torch.nonzero(label > 0.5).flatten()]
 
 
-def classification_metrics(recipe: Recipe, clf, table, groups: list[str], *, show_progress: bool) -> tuple[dict, dict]:
+def classification_metrics(recipe: Recipe, clf, table, groups: list[str], *, show_progress: bool,
+                           out_dir: Path | None = None) -> tuple[dict, dict]:
+    """Metrics per test role, each with 95% bootstrap intervals under "confidence_intervals"
+    (evaluate.bootstrap_resamples > 0; medlt.metrics.bootstrap) and, with out_dir, the per-image
+    predictions in out_dir/predictions_<role>.csv (medlt.classify.predictions)."""
+    from medlt.classify.predictions import predictions_file, write_predictions
     from medlt.data.loaders import build_dataloader
+    from medlt.metrics.bootstrap import multi_label_bootstrap, single_label_bootstrap
     from medlt.metrics.classification import multi_label_report, single_label_report
+    from medlt.utils.seeding import derive_seed
 
     ls = table.label_space
     out, preds = {}, {}
@@ -66,10 +73,22 @@ def classification_metrics(recipe: Recipe, clf, table, groups: list[str], *, sho
         loader = build_dataloader(recipe, role, recipe.evaluate.batch_size, shuffle=False)
         t, p, ids = predict(clf.net, loader, clf.device, multi_label=ls.multi_label,
                             show_progress=show_progress, desc=f"predict {role}")
+        thr = recipe.classifier.threshold
         if ls.multi_label:
-            rep = multi_label_report(t.numpy(), p.numpy(), groups, recipe.classifier.threshold)
+            rep = multi_label_report(t.numpy(), p.numpy(), groups, thr)
         else:
             rep = single_label_report(t.numpy(), p.argmax(1).numpy(), ls.num_classes, groups)
+        n_boot = recipe.evaluate.bootstrap_resamples
+        if n_boot > 0:
+            seed = derive_seed(recipe.seed, "bootstrap", role) % (2**32)
+            rep["confidence_intervals"] = (
+                multi_label_bootstrap(t.numpy(), p.numpy(), groups, threshold=thr, n_resamples=n_boot, seed=seed)
+                if ls.multi_label else
+                single_label_bootstrap(t.numpy(), p.argmax(1).numpy(), ls.num_classes, groups,
+                                       n_resamples=n_boot, seed=seed))
+        if out_dir is not None:
+            write_predictions(out_dir, role, ls, t.numpy(), p.numpy(), ids, thr)
+            rep["predictions_file"] = predictions_file(".", role).name
         out[role] = {"split": split, **rep}
         preds[role] = (t, p, ids)
     return out, preds
@@ -216,7 +235,7 @@ def evaluate(recipe: Recipe, classifier_run: str | Path, out_dir: str | Path, *,
         "group_thresholds": list(recipe.data.group_thresholds),
     }
     result["classification"], preds = classification_metrics(recipe, clf, table, groups,
-                                                             show_progress=show_progress)
+                                                             show_progress=show_progress, out_dir=out_dir)
     assets: dict = {}
     if synthetic_dir is not None:
         if feature_extractor is None:

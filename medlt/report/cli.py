@@ -12,18 +12,26 @@ def report(
                                                  "(each holds report.json).", show_default=False),
     html: Path = typer.Option(None, "--html", help="Also write a self-contained HTML comparison (tables + "
                                                     "per-class recall plot) to this file."),
+    bootstrap_resamples: int = typer.Option(1000, "--bootstrap-resamples", min=1,
+                                            help="Resamples of the paired bootstrap of each difference."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the paired bootstrap."),
 ) -> None:
     """Compare several evaluations (e.g. real-only vs real+synthetic classifiers) in one table.
 
-    Prints a Markdown table to stdout: balanced accuracy with head/medium/tail means, macro-F1/MCC
-    (or AUROC/mAP for multi-label) per test role, overall FID and its feature extractor.
+    Prints Markdown to stdout: balanced accuracy (with its 95% CI) and head/medium/tail means,
+    macro-F1/MCC (or AUROC/mAP for multi-label) per test role, overall FID and its feature
+    extractor; then, for every run after the first, the paired difference to the first run on the
+    same test images (matched by image id from DIR/predictions_<role>.csv) with a 95% paired
+    bootstrap interval: "not significant" when it contains 0. Different test sets are an error.
+    Example: medlt report runs/eval-real runs/eval-real+syn
     """
     from medlt.report.compare import compare_html, compare_markdown
     from medlt.utils.atomic import atomic_write_text
 
-    typer.echo(compare_markdown(dirs))
+    kw = dict(bootstrap_resamples=bootstrap_resamples, seed=seed)
+    typer.echo(compare_markdown(dirs, **kw))
     if html is not None:
-        atomic_write_text(html, compare_html(dirs))
+        atomic_write_text(html, compare_html(dirs, **kw))
         typer.echo(f"wrote {html}", err=True)
 
 

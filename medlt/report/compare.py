@@ -9,7 +9,7 @@ from pathlib import Path
 from medlt.errors import DataError
 from medlt.report import figures
 from medlt.report.document import to_html, to_markdown
-from medlt.report.write import _g, role_title
+from medlt.report.write import _g, ci_text, role_title
 
 
 def load_report(d: str | Path) -> dict:
@@ -23,7 +23,9 @@ def load_report(d: str | Path) -> dict:
         raise DataError(f"{p}: not valid JSON ({e.msg} at line {e.lineno})") from None
 
 
-def comparison_blocks(dirs: list[str | Path]) -> list[tuple]:
+def comparison_blocks(dirs: list[str | Path], *, bootstrap_resamples: int = 1000, seed: int = 0) -> list[tuple]:
+    """The comparison table, per-class recall plots, and (2+ runs) the paired bootstrap differences of
+    every run against the first (medlt.report.paired)."""
     reps = [load_report(d) for d in dirs]
     names = reps[0]["label_space"]["names"]
     for d, r in zip(dirs, reps, strict=True):
@@ -35,7 +37,7 @@ def comparison_blocks(dirs: list[str | Path]) -> list[tuple]:
     extra = ("macro_auroc", "mean_average_precision") if multi else ("macro_f1", "mcc")
     pretty = {"macro_f1": "macro-F1", "mcc": "MCC", "macro_auroc": "macro AUROC", "mean_average_precision": "mAP"}
     headers = ["run", "trained on", "method", "role", "bAcc" + (" (TPR+TNR)/2" if multi else " (mean recall)"),
-               "head", "medium", "tail", *[pretty[e] for e in extra], "FID overall", "feature extractor"]
+               "95% CI", "head", "medium", "tail", *[pretty[e] for e in extra], "FID overall", "feature extractor"]
     rows = []
     for d, r in zip(dirs, reps, strict=True):
         gen = r.get("generation") or {}
@@ -43,7 +45,8 @@ def comparison_blocks(dirs: list[str | Path]) -> list[tuple]:
             if "skipped" in m:
                 continue
             rows.append([Path(d).name, r["classifier"]["train_source"], r["classifier"]["method"],
-                         role_title(role, m), m.get(key), *[_g(m, gkey, g) for g in ("head", "medium", "tail")],
+                         role_title(role, m), m.get(key), ci_text(_g(m, "confidence_intervals", key)),
+                         *[_g(m, gkey, g) for g in ("head", "medium", "tail")],
                          *[m.get(e) for e in extra], _g(gen, "fid_kid", "scopes", "overall", "fid"),
                          gen.get("feature_extractor", "–")])
     blocks = [("h", 1, "medlt run comparison"), ("table", headers, rows)]
@@ -56,12 +59,15 @@ def comparison_blocks(dirs: list[str | Path]) -> list[tuple]:
                 title = f"Per-class recall, {role_title(role, first)}"
                 blocks.append(("img", f"compare_recall_{role}.png",
                                figures.per_class_bars_png(names, series, ylabel="recall", title=title), title))
+    from medlt.report.paired import paired_blocks
+
+    blocks += paired_blocks(dirs, reps, n_resamples=bootstrap_resamples, seed=seed)
     return blocks
 
 
-def compare_markdown(dirs) -> str:
-    return to_markdown([b for b in comparison_blocks(dirs) if b[0] != "img"])
+def compare_markdown(dirs, **kw) -> str:
+    return to_markdown([b for b in comparison_blocks(dirs, **kw) if b[0] != "img"])
 
 
-def compare_html(dirs) -> str:
-    return to_html(comparison_blocks(dirs), "medlt run comparison")
+def compare_html(dirs, **kw) -> str:
+    return to_html(comparison_blocks(dirs, **kw), "medlt run comparison")

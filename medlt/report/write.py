@@ -41,6 +41,34 @@ def role_title(role: str, metrics: dict) -> str:
     return f"{role} ({split})" if split else role
 
 
+def ci_text(interval) -> str:
+    """A [low, high] interval as "[0.312, 0.405]"; "–" when absent."""
+    if not interval:
+        return "–"
+    return f"[{interval[0]:.3f}, {interval[1]:.3f}]"
+
+
+def ci_blocks(cls: dict, multi: bool) -> list[tuple]:
+    """The classification intervals (medlt.metrics.bootstrap) of every scored role, in one table."""
+    scored = {r: m for r, m in cls.items() if "confidence_intervals" in m}
+    if not scored:
+        return [("p", "No confidence intervals (evaluate.bootstrap_resamples is 0).")] if cls else []
+    about = next(iter(scored.values()))["confidence_intervals"]
+    if multi:
+        keys = [("mean_per_class_balanced_accuracy_tpr_tnr", "mean per-class bAcc"), ("macro_auroc", "macro AUROC"),
+                ("mean_average_precision", "mAP")]
+        gkey = "group_mean_balanced_accuracy_tpr_tnr"
+    else:
+        keys = [("balanced_accuracy", "balanced accuracy"), ("macro_f1", "macro-F1")]
+        gkey = "group_mean_recall"
+    headers = ["role"] + [k[1] for k in keys] + ["head", "medium", "tail"]
+    rows = [[role_title(r, m)] + [ci_text(m["confidence_intervals"].get(k)) for k, _ in keys]
+            + [ci_text(_g(m["confidence_intervals"], gkey, g)) for g in ("head", "medium", "tail")]
+            for r, m in scored.items()]
+    return [("p", f"{int(about['level'] * 100)}% confidence intervals: {about['method']} over the test images, "
+                  f"B = {about['n_resamples']} resamples (seeded)."), ("table", headers, rows)]
+
+
 def build_blocks(result: dict, assets: dict) -> list[tuple]:
     names = result["label_space"]["names"]
     multi = result["label_space"]["multi_label"]
@@ -57,16 +85,20 @@ def build_blocks(result: dict, assets: dict) -> list[tuple]:
     b.append(("h", 2, "Classification"))
     cls = result["classification"]
     if multi:
-        headers = ["role", "n", "mean per-class bAcc (TPR+TNR)/2", "head", "medium", "tail", "macro AUROC", "mAP"]
+        headers = ["role", "n", "mean per-class bAcc (TPR+TNR)/2", "95% CI", "head", "medium", "tail", "macro AUROC",
+                   "mAP"]
         rows = [[role_title(r, m), m.get("n"), m.get("mean_per_class_balanced_accuracy_tpr_tnr"),
+                 ci_text(_g(m, "confidence_intervals", "mean_per_class_balanced_accuracy_tpr_tnr")),
                  *[_g(m, "group_mean_balanced_accuracy_tpr_tnr", g) for g in ("head", "medium", "tail")],
                  m.get("macro_auroc"), m.get("mean_average_precision")] for r, m in cls.items() if "skipped" not in m]
     else:
-        headers = ["role", "n", "balanced accuracy (mean recall)", "head", "medium", "tail", "macro-F1", "MCC"]
+        headers = ["role", "n", "balanced accuracy (mean recall)", "95% CI", "head", "medium", "tail", "macro-F1", "MCC"]
         rows = [[role_title(r, m), m.get("n"), m.get("balanced_accuracy"),
+                 ci_text(_g(m, "confidence_intervals", "balanced_accuracy")),
                  *[_g(m, "group_mean_recall", g) for g in ("head", "medium", "tail")],
                  m.get("macro_f1"), m.get("mcc")] for r, m in cls.items() if "skipped" not in m]
     b.append(("table", headers, rows))
+    b += ci_blocks(cls, multi)
     for r, m in cls.items():
         if "skipped" in m:
             b.append(("p", f"Role {r} skipped: {m['skipped']}."))
@@ -76,13 +108,16 @@ def build_blocks(result: dict, assets: dict) -> list[tuple]:
         title = role_title(r, m)
         b.append(("h", 3, f"Per class, {title}"))
         if multi:
-            b.append(("table", ["class", "group", "train images", "bAcc (TPR+TNR)/2", "AUROC", "AP"],
-                      [[n, g, c, x, y, z] for n, g, c, x, y, z in zip(
-                          names, groups, counts, m["per_class_balanced_accuracy_tpr_tnr"], m["per_class_auroc"],
+            ivs = _g(m, "confidence_intervals", "per_class_balanced_accuracy_tpr_tnr") or [None] * len(names)
+            b.append(("table", ["class", "group", "train images", "bAcc (TPR+TNR)/2", "95% CI", "AUROC", "AP"],
+                      [[n, g, c, x, ci_text(iv), y, z] for n, g, c, x, iv, y, z in zip(
+                          names, groups, counts, m["per_class_balanced_accuracy_tpr_tnr"], ivs, m["per_class_auroc"],
                           m["per_class_average_precision"], strict=True)]))
         else:
-            b.append(("table", ["class", "group", "train images", "recall"],
-                      [[n, g, c, x] for n, g, c, x in zip(names, groups, counts, m["per_class_recall"], strict=True)]))
+            ivs = _g(m, "confidence_intervals", "per_class_recall") or [None] * len(names)
+            b.append(("table", ["class", "group", "train images", "recall", "95% CI"],
+                      [[n, g, c, x, ci_text(iv)] for n, g, c, x, iv in zip(names, groups, counts, m["per_class_recall"],
+                                                                           ivs, strict=True)]))
             b.append(("img", f"recall_{r}.png", figures.per_class_bars_png(
                 names, {clf["train_source"]: m["per_class_recall"]}, ylabel="recall",
                 title=f"Per-class recall, {title}"), f"Per-class recall, {title}"))
