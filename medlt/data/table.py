@@ -4,7 +4,7 @@ Columns: `id` (unique str), `image` (absolute path), `patient_id`, `split` (offi
 split name), one 0/1 int column per class named exactly as `label_space.names`, `source`
 ("real"/"synthetic"); CT rows add spacing_x, spacing_y, spacing_z (mm), rescale_slope,
 rescale_intercept. `csv_file` / `csv_row` say where each row came from (for messages);
-`image_root` is the folder the row's path in the label file is relative to (data.root, or for a
+`path_root` is the folder the row's path in the label file is relative to (data.root, or for a
 manifest row with root=manifest the manifest's folder); `image` must stay inside it, also after
 following symlinks. A manifest's extra columns are kept.
 
@@ -24,7 +24,7 @@ import pandas as pd
 
 from medlt.data.labels import LabelSpace
 from medlt.data.sources import SOURCES, label_space_for
-from medlt.data.sources.common import IMAGE_ROOT, escapes_root, resolves_outside
+from medlt.data.sources.common import PATH_ROOT, escapes_root, resolves_outside
 from medlt.data.sources.views import filter_views
 from medlt.errors import DataError, Problem, ValidationFailed
 from medlt.recipe import Recipe
@@ -145,12 +145,12 @@ def collect(data: DataConfig) -> tuple[Table, list[Problem]]:
                                     f"({frame['csv_file'].iloc[j]}:row {frame['csv_row'].iloc[j]}); "
                                     f"splits must be patient-disjoint"))
 
-    if IMAGE_ROOT not in frame.columns:
-        frame[IMAGE_ROOT] = ""
-    frame[IMAGE_ROOT] = [r if isinstance(r, str) and r else str(root) for r in frame[IMAGE_ROOT]]
+    if PATH_ROOT not in frame.columns:
+        frame[PATH_ROOT] = ""
+    frame[PATH_ROOT] = [r if isinstance(r, str) and r else str(root) for r in frame[PATH_ROOT]]
     resolved: dict[str, Path] = {}
     images = []
-    for i, (rel, base) in enumerate(zip(frame["image"], frame[IMAGE_ROOT], strict=True)):
+    for i, (rel, base) in enumerate(zip(frame["image"], frame[PATH_ROOT], strict=True)):
         which = "data.root" if base == str(root) else "the manifest's folder"
         where = (frame["csv_file"].iloc[i], int(frame["csv_row"].iloc[i]), "path-escapes-root")
         if escapes_root(rel):

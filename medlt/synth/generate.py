@@ -29,7 +29,7 @@ from medlt.errors import CheckpointError, DataError, MedltError
 from medlt.synth.jobs import Job, batches, rank_batches, replacement_jobs
 from medlt.synth.manifest import write_manifests, write_merged_recipe
 from medlt.synth.plan import SynthPlan, build_plan, check_resume, train_label_matrix, write_plan
-from medlt.synth.writers import OutputLayout, ct_output_spacing, resolve_layout
+from medlt.synth.writers import OutputLayout, ct_output_spacing, cxr_output_spacing, resolve_layout
 from medlt.utils.atomic import atomic_write_text
 
 STATE_DIR = ".synth"
@@ -237,8 +237,12 @@ def run_synth(recipe, out_dir: str | Path, *, generator=None, checkpoint: str | 
                               f"generator's {list(gen_names)}")
     settings["checkpoint_sha256"] = str(generator.checkpoint_sha256)
     image_shape = tuple(int(s) for s in getattr(generator, "image_shape", ()) or ())
+    # DICOM output: the real training images' field of view over the output grid (or no spacing)
+    spacing_2d = cxr_output_spacing(table.frame.loc[table.frame["split"] == recipe.data.splits.train, "image"],
+                                    image_shape[-2:] if len(image_shape) == 3 else recipe.data.image_size) \
+        if settings["output_format"] == "dcm" else None
     layout = resolve_layout(fmt, recipe.synth.output_format, spacing_mm=ct_spacing,
-                            checkpoint_sha256=settings["checkpoint_sha256"])
+                            checkpoint_sha256=settings["checkpoint_sha256"], pixel_spacing=spacing_2d)
 
     check_resume(out_dir / "plan.json", plan, settings)
     if rank == 0:
@@ -262,7 +266,8 @@ def run_synth(recipe, out_dir: str | Path, *, generator=None, checkpoint: str | 
                             f"(e.g. {missing[:3]}); re-run the same command to finish")
         write_plan(out_dir / "plan.json", plan, settings)
         outputs = write_manifests(out_dir, final_jobs, layout, plan.label_space, recipe.data.splits.train,
-                                  settings, table.frame, image_shape=image_shape or None)
+                                  settings, table.frame, image_shape=image_shape or None,
+                                  data_root=recipe.data.root)
         if "merged_root" in outputs:
             root = Path(outputs["merged_root"].read_text().strip())
             outputs["merged_recipe"] = write_merged_recipe(out_dir, recipe, root, plan.label_space.names)

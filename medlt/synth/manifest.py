@@ -5,13 +5,14 @@ one 0/1 column per class, `source`, then extra columns (seed, checkpoint_sha256,
 sampler, steps; CT: spacing_x/y/z, rescale_slope, rescale_intercept).
 
 - manifest.csv: `image` is relative to DIR (use it with data.root = DIR).
-- merged.csv: `image` is relative to the *common root* of DIR and every real image (the deepest
-  folder holding both; recorded in DIR/merged.root.txt and used as data.root in
-  DIR/merged.recipe.yaml). Paths never leave that root, so the manifest rule "paths stay under
-  data.root" holds. Real rows keep their split; synthetic rows all go to the training split, so
-  validation and test stay real.
-DIR/merged.recipe.yaml is the input recipe with data.format: manifest, data.root = the common root
-and data.labels = merged.csv: `medlt data validate DIR/merged.recipe.yaml` works as is.
+- merged.csv: real rows (root=data) keep their split and their `image` path relative to the real
+  data.root, recorded in DIR/merged.root.txt; synthetic rows (root=manifest) have `image` relative
+  to DIR, the folder holding merged.csv, and all go to the training split, so validation and test
+  stay real. The manifest reader checks each row against its own root (after following symlinks),
+  so neither kind of path may leave its folder; the two folders may live on different trees.
+DIR/merged.recipe.yaml is the input recipe with data.format: manifest, data.root = the real
+data.root and data.labels = DIR/merged.csv: `medlt data validate DIR/merged.recipe.yaml` works as
+is, and `medlt classify --train-manifest DIR/merged.csv` finds data.root in merged.root.txt.
 All files are written atomically.
 """
 
@@ -51,7 +52,8 @@ def synthetic_rows(jobs: Sequence[Job], layout: OutputLayout, label_space: Label
         row.update({"source": "synthetic", "seed": str(j.seed),
                     "checkpoint_sha256": settings.get("checkpoint_sha256"),
                     "guidance_scale": settings.get("guidance_scale"), "sampler": settings.get("sampler"),
-                    "steps": settings.get("steps")})
+                    # as text: next to real rows (no value) a number column would turn 5 into "5.0"
+                    "steps": None if settings.get("steps") is None else str(int(settings["steps"]))})
         row.update(layout.extra_columns(j))
         rows.append(row)
     cols = ["id", "image", "patient_id", "split", *label_space.names, "source", *PROVENANCE_COLUMNS]
@@ -60,19 +62,39 @@ def synthetic_rows(jobs: Sequence[Job], layout: OutputLayout, label_space: Label
     return pd.DataFrame(rows, columns=cols)
 
 
-def common_root(paths: Sequence[str | Path]) -> Path:
-    """Deepest folder that holds every path (absolute)."""
-    return Path(os.path.commonpath([str(Path(p).resolve()) for p in paths]))
+def real_root(frame: pd.DataFrame, default: str | Path | None = None) -> Path:
+    """The one folder every real row's image path is relative to (the table's data.root; `default`
+    for a frame without the per-row column)."""
+    from medlt.data.sources.common import PATH_ROOT
+
+    if PATH_ROOT in frame.columns:
+        roots = sorted(set(frame[PATH_ROOT].astype(str)))
+    else:
+        roots = [] if default is None else [str(default)]
+    if len(roots) != 1 or not roots[0]:
+        raise DataError(f"the real table's image paths are relative to {len(roots)} folder(s) {roots[:3]}; "
+                        f"merged.csv needs every real row under one data.root (a recipe that already "
+                        f"reads a merged.csv cannot be merged again)")
+    return Path(roots[0]).resolve()
 
 
 def real_rows(frame: pd.DataFrame, label_space: LabelSpace, root: Path) -> pd.DataFrame:
-    """The real table's rows in manifest form, with image paths relative to `root`."""
+    """The real table's rows in manifest form (root=data), image paths relative to `root`."""
+    from medlt.data.sources.common import PATH_ROOT
+
     need = ["id", "image", "patient_id", "split", *label_space.names]
     missing = [c for c in need if c not in frame.columns]
     if missing:
         raise DataError(f"real table lacks column(s) {missing}")
     out = frame[need].copy()
-    out["image"] = [os.path.relpath(Path(p).resolve(), root) for p in frame["image"]]
+    bases = frame[PATH_ROOT] if PATH_ROOT in frame.columns else [str(root)] * len(frame)
+    # the table's paths are data.root/<path from the label file>: take that relative part back
+    rel = [Path(os.path.relpath(p, b)).as_posix() for p, b in zip(frame["image"], bases, strict=True)]
+    outside = [r for r in rel if r == ".." or r.startswith("../")]
+    if outside:
+        raise DataError(f"real image path {outside[0]!r} is not under data.root {root}")
+    out["image"] = rel
+    out["root"] = "data"
     out["source"] = frame["source"].astype(str) if "source" in frame.columns else "real"
     for c in CT_COLUMNS:
         if c in frame.columns:
@@ -82,8 +104,10 @@ def real_rows(frame: pd.DataFrame, label_space: LabelSpace, root: Path) -> pd.Da
 
 def write_manifests(out_dir: Path, jobs: Sequence[Job], layout: OutputLayout, label_space: LabelSpace,
                     train_split: str, settings: dict[str, Any], real_frame: pd.DataFrame | None,
-                    *, image_shape: Sequence[int] | None = None) -> dict[str, Path]:
-    """Write manifest.csv, and with a real table merged.csv + merged.root.txt. Returns the paths."""
+                    *, image_shape: Sequence[int] | None = None,
+                    data_root: str | Path | None = None) -> dict[str, Path]:
+    """Write manifest.csv, and with a real table merged.csv + merged.root.txt. Returns the paths.
+    `data_root`: the real data.root, for a frame without per-row roots (medlt.data.table's have)."""
     out_dir = Path(out_dir).resolve()
     syn = synthetic_rows(jobs, layout, label_space, train_split, settings)
     written = {"manifest": atomic_write_text(out_dir / "manifest.csv", _csv_text(syn))}
@@ -91,10 +115,10 @@ def write_manifests(out_dir: Path, jobs: Sequence[Job], layout: OutputLayout, la
         written.update(_ct_rate_side_files(out_dir, syn, label_space, image_shape))
     if real_frame is None:
         return written
-    root = common_root([out_dir, *[Path(p).parent for p in real_frame["image"].unique()]])
+    root = real_root(real_frame, data_root)
     real = real_rows(real_frame, label_space, root)
     syn_merged = syn.copy()
-    syn_merged["image"] = [os.path.relpath(out_dir / p, root) for p in syn["image"]]
+    syn_merged.insert(syn_merged.columns.get_loc("source"), "root", "manifest")  # relative to DIR
     clash = set(real["id"].astype(str)) & set(syn_merged["id"].astype(str))
     if clash:
         raise DataError(f"synthetic ids clash with real ids: {sorted(clash)[:5]}")
@@ -105,7 +129,8 @@ def write_manifests(out_dir: Path, jobs: Sequence[Job], layout: OutputLayout, la
 
 
 def write_merged_recipe(out_dir: Path, recipe, root: Path, label_names: Sequence[str]) -> Path:
-    """DIR/merged.recipe.yaml: the input recipe reading merged.csv as a `manifest`."""
+    """DIR/merged.recipe.yaml: the input recipe reading merged.csv as a `manifest`; `root` is the
+    real data.root (synthetic rows say root=manifest: relative to DIR)."""
     from medlt.recipe import dump_resolved, recipe_from_resolved, recipe_to_dict
 
     d = recipe_to_dict(recipe)

@@ -28,6 +28,8 @@ def upright_image(h: int = 48, w: int = 40, seed: int = 0) -> np.ndarray:
 
 
 def recipe(tmp: Path, **data):
+    if data.get("format") == "ct-rate":  # the schema needs (X, Y, Z) sizes for CT
+        data.setdefault("image_size", [8, 8, 4])
     d = {"name": "t", "seed": 0, "data": data}
     return recipe_from_dict(d, base_dir=Path(tmp))
 

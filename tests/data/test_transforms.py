@@ -124,6 +124,6 @@ def test_ct_2d_axial_mode(tmp_path):
 
 def test_ct_image_size_must_be_3d(tmp_path):
     write_ct_rate(tmp_path / "ct")
-    r = recipe(tmp_path, format="ct-rate", root=str(tmp_path / "ct"), splits=CT_SPLITS, image_size=[32, 32])
-    with pytest.raises(RecipeError, match="data.image_size"):
+    with pytest.raises(RecipeError, match="data.image_size"):  # refused when the recipe loads
+        r = recipe(tmp_path, format="ct-rate", root=str(tmp_path / "ct"), splits=CT_SPLITS, image_size=[32, 32])
         build_dataset(r, "train")

@@ -62,8 +62,11 @@ def test_run_writes_balanced_set_manifest_and_merged(tmp_path):
     ev = merged.frame[merged.frame["split"] != "train"]
     assert len(ev) == 3 * 20 and set(ev["source"]) == {"real"}
     assert set(merged.frame[merged.frame["source"] == "synthetic"]["split"]) == {"train"}
+    # real rows under the real data.root (merged.root.txt), synthetic rows under the synth folder
     root = Path((out / "merged.root.txt").read_text().strip())
-    assert all(Path(p).resolve().is_relative_to(root) for p in merged.frame["image"])
+    real, syn = (merged.frame[merged.frame["source"] == s] for s in ("real", "synthetic"))
+    assert all(Path(p).resolve().is_relative_to(root) for p in real["image"])
+    assert all(Path(p).resolve().is_relative_to(out.resolve()) for p in syn["image"])
     plan = json.loads((out / "plan.json").read_text())
     assert plan["num_images"] == n and [c["after"] for c in plan["classes"]] == [6] * 20
 

@@ -165,3 +165,64 @@ def test_dicom_shards_are_byte_identical(tmp_path):
     uids = {pydicom.dcmread(p).SOPInstanceUID for p in one}
     studies = {pydicom.dcmread(p).StudyInstanceUID for p in one}
     assert len(uids) == len(studies) == 19
+
+
+def _dciodvfy_errors(path: Path) -> list[str] | None:
+    """dciodvfy's (Debian package dicom3tools) error lines for a file; None when it is not installed."""
+    import shutil
+    import subprocess
+
+    exe = shutil.which("dciodvfy")
+    if exe is None:
+        return None
+    res = subprocess.run([exe, str(path)], capture_output=True, text=True, timeout=60)
+    return [ln for ln in (res.stdout + res.stderr).splitlines() if ln.startswith("Error")]
+
+
+def test_dicom_spacing_follows_the_source_field_of_view(tmp_path):
+    """The real DICOMs are 8 x 8 over the 430 mm default field (ImagerPixelSpacing 53.75 mm); a
+    16 x 24 synthetic image of that field has 26.875 x 17.917 mm pixels; PNG sources give none."""
+    from pydicom import config
+
+    ls = LabelSpace.official("mimic-cxr-lt")
+    rec = make_recipe(tmp_path / "real", "mimic-cxr-lt")
+    tab = make_table(tmp_path / "real", ls, one_hot_rows([2, 1] + [2] * 17), fmt="mimic-cxr-lt")
+    src = pydicom.dcmread(tab.frame["image"].iloc[0])
+    assert [float(v) for v in src.ImagerPixelSpacing] == [53.75, 53.75] and src.Rows == 8
+    gen = FakeGenerator(ls, image_shape=(1, 16, 24))
+    run_synth(rec, tmp_path / "out", generator=gen, table=tab, quota="to_head", batch_size=4)
+    man = pd.read_csv(tmp_path / "out/manifest.csv", dtype=str)
+    path = tmp_path / "out" / man["image"].iloc[0]
+    old = config.settings.reading_validation_mode
+    config.settings.reading_validation_mode = config.RAISE  # every value valid for its VR
+    try:
+        ds = pydicom.dcmread(path)
+        ds.ImagerPixelSpacing, ds.Rows  # noqa: B018  (parse the values under RAISE)
+    finally:
+        config.settings.reading_validation_mode = old
+    assert (ds.Rows, ds.Columns) == (16, 24)
+    assert np.allclose([float(v) for v in ds.ImagerPixelSpacing], [430 / 16, 430 / 24], atol=1e-5)
+    assert "PixelSpacing" not in ds and "FrameOfReferenceUID" not in ds
+    errors = _dciodvfy_errors(path)
+    assert errors in (None, []), errors
+
+    # PNG sources written as DICOM: the spacing is unknown, so the file claims none
+    ls = LabelSpace.official("nih-cxr-lt")
+    rec = make_recipe(tmp_path / "nih", synth={"output_format": "dcm"})
+    tab = make_table(tmp_path / "nih", ls, one_hot_rows([2, 1] + [2] * 18))
+    run_synth(rec, tmp_path / "out2", generator=FakeGenerator(ls, image_shape=(1, 16, 16)), table=tab,
+              quota="to_head", batch_size=4)
+    first = sorted((tmp_path / "out2").rglob("*.dcm"))[0]
+    ds = pydicom.dcmread(first)
+    assert "ImagerPixelSpacing" not in ds and "PixelSpacing" not in ds
+    assert _dciodvfy_errors(first) in (None, [])
+
+
+def test_phantom_scanner_dicom_spacing_follows_its_size(tmp_path):
+    from medlt.data.io import write_dicom
+    from medlt.data.io.dicom import DX_DEFAULT_FIELD_MM, dicom_field_of_view
+
+    for rows, cols in ((32, 32), (64, 48)):
+        p = write_dicom(tmp_path / f"{rows}.dcm", np.zeros((rows, cols)), synthetic=False)
+        key, (h_mm, w_mm) = dicom_field_of_view(p)
+        assert key == "ImagerPixelSpacing" and max(h_mm, w_mm) == pytest.approx(DX_DEFAULT_FIELD_MM)

@@ -142,10 +142,36 @@ def read_dicom01(path: str | Path) -> np.ndarray:
     return out.astype(np.float32)
 
 
+def dicom_field_of_view(path: str | Path) -> tuple[str, tuple[float, float]] | None:
+    """(keyword, (height_mm, width_mm)) of a DICOM image from its header: Rows x row spacing and
+    Columns x column spacing, from PixelSpacing (patient plane) or else ImagerPixelSpacing
+    (detector plane); None when the file gives neither or is unreadable."""
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(str(path), stop_before_pixels=True)
+        rows, cols = int(ds.Rows), int(ds.Columns)
+    except Exception:  # an unreadable file simply tells nothing about spacing
+        return None
+    for key in ("PixelSpacing", "ImagerPixelSpacing"):
+        value = ds.get(key)
+        try:
+            dr, dc = (float(v) for v in value)
+        except (TypeError, ValueError):
+            continue
+        if dr > 0 and dc > 0:
+            return key, (rows * dr, cols * dc)
+    return None
+
+
 # ---------------------------------------------------------------------------------------- write
 #: meta keys write_dicom(synthetic=True) accepts (none of them identifies anyone)
 SYNTHETIC_META_KEYS = {"ViewPosition", "ImageComments", "SeriesDescription", "PixelSpacing",
-                       "BodyPartExamined", "Modality", "ContentLabel", "DerivationDescription"}
+                       "ImagerPixelSpacing", "BodyPartExamined", "Modality", "ContentLabel",
+                       "DerivationDescription"}
+#: field of view (mm) the phantom's "scanner" files claim when no spacing is given: a 43 cm
+#: detector across the longer side, so the pixel spacing follows the image size
+DX_DEFAULT_FIELD_MM = 430.0
 #: meta keys write_dicom(synthetic=False) understands beyond plain DICOM keywords
 _CONTROL_KEYS = {"transfer_syntax", "photometric", "bits_stored", "rescale_slope",
                  "rescale_intercept", "uid_seed"}
@@ -230,7 +256,9 @@ def _build(img01, *, synthetic: bool, meta: dict):
     study_uid, series_uid, sop_uid = uid(), uid(), uid()
     fm.MediaStorageSOPInstanceUID = sop_uid
     ds.SOPInstanceUID, ds.StudyInstanceUID, ds.SeriesInstanceUID = sop_uid, study_uid, series_uid
-    ds.FrameOfReferenceUID = uid()
+    frame_uid = uid()
+    if not synthetic:  # the Secondary Capture IOD has no Frame of Reference module
+        ds.FrameOfReferenceUID = frame_uid
     ds.SpecificCharacterSet = "ISO_IR 100"
     ds.StudyDate = ds.SeriesDate = ds.ContentDate = date
     ds.StudyTime = ds.SeriesTime = ds.ContentTime = time
@@ -295,8 +323,12 @@ def _build(img01, *, synthetic: bool, meta: dict):
     ds.WindowCenter = _ds_str(intercept + 0.5 + slope * top / 2.0)
     ds.WindowWidth = _ds_str(slope * top + 1.0)
     ds.VOILUTFunction = "LINEAR"
-    if "PixelSpacing" not in ds:
-        ds.ImagerPixelSpacing = ["0.139", "0.139"]
+    if not synthetic and "PixelSpacing" not in ds and "ImagerPixelSpacing" not in ds:
+        spacing = _ds_str(DX_DEFAULT_FIELD_MM / max(rows, cols))
+        ds.ImagerPixelSpacing = [spacing, spacing]
+    for key in ("PixelSpacing", "ImagerPixelSpacing"):  # DS values, row spacing first
+        if key in ds:
+            ds[key].value = [_ds_str(float(v)) for v in ds[key].value]
     ds.LossyImageCompression = "01" if syntax == "jpeg-baseline" else "00"
 
     if syntax == "jpeg-baseline":
@@ -332,14 +364,16 @@ def write_dicom(path: str | Path, img01: np.ndarray, *, synthetic: bool,
     DERIVED\\SECONDARY, SeriesDescription/ImageComments containing SYNTHETIC, PatientName
     SYNTHETIC^MEDLT, a SYNTHETIC-... PatientID, no identifier from anywhere else, MONOCHROME2,
     12-bit unsigned in 16-bit words, slope 1 / intercept 0 and a VOI window covering the stored
-    range. `meta` may only hold non-identifying keys (SYNTHETIC_META_KEYS), e.g. ViewPosition,
-    ImageComments.
+    range, no Frame of Reference. `meta` may only hold non-identifying keys (SYNTHETIC_META_KEYS),
+    e.g. ViewPosition, ImageComments, and a PixelSpacing or ImagerPixelSpacing (row, column mm)
+    known from the source data; without one the file claims no spacing at all.
 
     synthetic=False (the phantom's "scanner" files): DX For Presentation with realistic tags.
     `meta` holds DICOM keywords (PatientID, PatientName, StudyID, ViewPosition, StudyDate, ...)
     and these controls: transfer_syntax ("explicit" | "rle" | "jpeg-baseline"), photometric
     ("MONOCHROME1" | "MONOCHROME2"), bits_stored (8..16; 8 for JPEG), rescale_slope,
-    rescale_intercept, uid_seed (deterministic UIDs; otherwise random).
+    rescale_intercept, uid_seed (deterministic UIDs; otherwise random). Without a PixelSpacing or
+    ImagerPixelSpacing the file claims ImagerPixelSpacing = DX_DEFAULT_FIELD_MM / max(Rows, Columns).
 
     Every file carries WindowCenter/WindowWidth that map the stored range back to [0, 1], so
     read_cxr(path) equals img01 within 1/(2**bits_stored - 1) (plus JPEG loss for jpeg-baseline).

@@ -20,9 +20,10 @@ from medlt.registry import Registry
 CANONICAL = ("id", "image", "patient_id", "split", "source")
 #: per-row origin, for error messages: the label CSV and the 1-based data row in it
 ORIGIN = ("csv_file", "csv_row")
-#: optional per-row folder the `image` path is relative to (manifest `root` column); blank or
+#: optional per-row folder the `image` path is relative to (manifest `root` column; not named
+#: "image_...": MONAI reads such keys of a sample dict as the image's metadata); blank or
 #: absent = data.root. After medlt.data.table.collect every row has it.
-IMAGE_ROOT = "image_root"
+PATH_ROOT = "path_root"
 #: CT rows carry these (from the CT-RATE metadata CSV, or the manifest's own columns)
 CT_FIELDS = ("spacing_x", "spacing_y", "spacing_z", "rescale_slope", "rescale_intercept")
 

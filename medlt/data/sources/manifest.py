@@ -21,7 +21,7 @@ from medlt.data.labels import LabelSpace
 from medlt.data.sources.common import (
     CANONICAL,
     CT_FIELDS,
-    IMAGE_ROOT,
+    PATH_ROOT,
     SOURCES,
     SourceRows,
     assemble,
@@ -85,7 +85,7 @@ def read_manifest(cfg: DataConfig, space: LabelSpace) -> SourceRows:
                           patients=sub["patient_id"].str.strip(), split=split, path=path,
                           source=source.iloc[idx].to_numpy())
         part["csv_row"] = idx + 1
-        part[IMAGE_ROOT] = image_root[idx]
+        part[PATH_ROOT] = image_root[idx]
         used = set(colmap.values()) | {"id", "image", "patient_id", "split", "source", "root"}
         for c in df.columns:
             if c not in used and c not in part.columns:
