@@ -45,16 +45,21 @@ def _bind_run(run: Path, manifest: Path) -> None:
 def classification_accuracy_score(recipe: Recipe, synthetic_dir: str | Path, run_dir: str | Path,
                                   groups: list[str], *, device: str = "cpu", show_progress: bool = False) -> dict:
     """Train on synth's manifest.csv only (run_dir), score on the real test role; JSON-safe dict."""
-    from medlt.classify.data import classifier_data
+    from monai.data import DataLoader
+
+    from medlt.classify.data import classifier_data, synthetic_recipe
     from medlt.classify.load import load_classifier
     from medlt.classify.reference import reference_name, reference_test_scores
     from medlt.classify.train import fit_classifier
+    from medlt.data.loaders import build_dataset
 
     synthetic_dir, run = Path(synthetic_dir), Path(run_dir)
     manifest = synthetic_dir / "manifest.csv"
     if not manifest.is_file():
         raise DataError(f"--synthetic {synthetic_dir}: no manifest.csv (a `medlt synth` output folder)")
-    data = classifier_data(recipe, train_manifest=manifest, train_root=synthetic_dir)
+    data = classifier_data(synthetic_recipe(recipe, synthetic_dir))  # every role of it = the synthetic rows
+    data.val = DataLoader(build_dataset(recipe, "val"), batch_size=recipe.classifier.per_rank_batch_size,
+                          shuffle=False, num_workers=recipe.data.num_workers)  # epoch selection: real val
     n_syn, n_all = int(data.meta["train_synthetic_images"]), int(data.meta["train_images"])
     if n_syn != n_all:
         raise DataError(f"{manifest}: {n_all - n_syn} of its {n_all} training rows are not source=synthetic; CAS "
@@ -64,6 +69,11 @@ def classification_accuracy_score(recipe: Recipe, synthetic_dir: str | Path, run
     summary = fit_classifier(recipe, data, run, show_progress=show_progress)
     clf = load_classifier(run, device)
     scores = reference_test_scores(recipe, clf, groups, "test")
+    if "confusion_matrix" in scores:  # 95% Wilson interval of each class's recall (hits / test images)
+        from medlt.metrics.fidelity import wilson_interval
+
+        scores["per_class_recall_ci95"] = [list(wilson_interval(row[c], sum(row)))
+                                           for c, row in enumerate(scores["confusion_matrix"])]
     return {"definition": DEFINITION, "classifier": reference_name(clf), "run": str(run.resolve()),
             "checkpoint_sha256": clf.checkpoint_sha256, "architecture": recipe.classifier.architecture,
             "method": recipe.classifier.method, "epochs_trained": int(summary.get("epochs", 0)),

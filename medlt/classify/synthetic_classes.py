@@ -36,7 +36,7 @@ def synthetic_class_checks(recipe: Recipe, result: dict, table, groups: list[str
         source = "--reference-classifier"
     elif result["classifier"]["train_source"] == "real":
         ref = load_reference(classifier_run, recipe, ls, device)
-        source = "the evaluated classifier (trained on real images only)"
+        source = "the evaluated classifier"
     else:
         ref = None
         out["class_fidelity"] = {"skipped": "the evaluated classifier saw synthetic images; pass "

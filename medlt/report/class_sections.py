@@ -97,9 +97,11 @@ def cas_blocks(result: dict) -> list[tuple]:
                    [f"evaluated classifier (train = {src})", real.get("balanced_accuracy"),
                     *[(real.get("group_mean_recall") or {}).get(g) for g in GROUPS], real.get("macro_f1")]]))
         other = real.get("per_class_recall") or [None] * len(names)
-        b.append(("table", ["class", "group", "synthetic train images", "CAS recall", f"recall (train = {src})"],
-                  [[n, g, k, r, o] for n, g, k, r, o in zip(names, groups, cas["train_class_counts"],
-                                                            cas["per_class_recall"], other, strict=True)]))
+        cis = cas.get("per_class_recall_ci95") or [None] * len(names)
+        b.append(("table", ["class", "group", "synthetic train images", "CAS recall", "95% CI (Wilson)",
+                            f"recall (train = {src})"],
+                  [[n, g, k, r, _ci(ci), o] for n, g, k, r, ci, o in zip(
+                      names, groups, cas["train_class_counts"], cas["per_class_recall"], cis, other, strict=True)]))
         b.append(("img", "cas_recall.png", figures.per_class_bars_png(
             names, {"CAS (synthetic only)": cas["per_class_recall"], f"train = {src}": other}, ylabel="recall",
             title=f"Per-class recall on {cas['test_split']}: trained on synthetic vs {src}"), "CAS per class"))
