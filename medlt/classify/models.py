@@ -83,7 +83,9 @@ def load_initial_weights(net: ClassifierNet, path) -> dict:
     state dict (`fc.*`, `class_layers.out.*`) is dropped, and a `head.*` is loaded only when its
     shape fits (otherwise the head keeps its random initialisation). A first convolution stored
     with 3 input channels (RGB) is summed to the model's 1 channel (the same response as the grey
-    image repeated on R, G, B). Returns what was loaded; CheckpointError in one line otherwise.
+    image repeated on R, G, B); a convolution bias absent from the file (torchvision's ResNets have
+    bias-free downsample convolutions, MONAI's have a bias) is set to 0, which is the same function.
+    Returns what was loaded; CheckpointError in one line otherwise.
     """
     from pathlib import Path
 
@@ -105,6 +107,11 @@ def load_initial_weights(net: ClassifierNet, path) -> dict:
         backbone = {k: v for k, v in sd.items() if not k.startswith(("fc.", "class_layers.out."))}
         head = {}
     own = net.backbone.state_dict()
+    zero_bias = [k for k in own if k not in backbone and k.endswith(".bias")
+                 and own[k].ndim == 1 and own.get(k[:-5] + ".weight", torch.empty(0)).ndim >= 3
+                 and k[:-5] + ".weight" in backbone]
+    for k in zero_bias:  # a convolution stored without bias (torchvision's downsample) = zero bias
+        backbone[k] = torch.zeros_like(own[k])
     missing = [k for k in own if k not in backbone]
     unexpected = [k for k in backbone if k not in own]
     adapted = []
@@ -128,4 +135,5 @@ def load_initial_weights(net: ClassifierNet, path) -> dict:
     head_loaded = bool(head) and all(k in head and head[k].shape == v.shape for k, v in net.head.state_dict().items())
     if head_loaded:
         net.head.load_state_dict(head)
-    return {"init_weights": str(path), "init_head_loaded": head_loaded, "init_rgb_summed": adapted}
+    return {"init_weights": str(path), "init_head_loaded": head_loaded, "init_rgb_summed": adapted,
+            "init_zero_conv_bias": zero_bias}

@@ -160,12 +160,16 @@ def test_init_weights_load_and_bad_files_error(tiny, tmp_path):
     from monai.networks import nets
 
     rgb = nets.resnet18(spatial_dims=2, n_input_channels=3, num_classes=1000, widen_factor=cfg.widen_factor)
-    torch.save(rgb.state_dict(), tmp_path / "rgb.pt")
+    tv_like = {k: v for k, v in rgb.state_dict().items() if not k.endswith("downsample.0.bias")}  # torchvision keys
+    assert len(tv_like) < len(rgb.state_dict())
+    torch.save(tv_like, tmp_path / "rgb.pt")
     net = build_classifier_net(cfg, 2, 3)
     info = load_initial_weights(net, tmp_path / "rgb.pt")
     assert info["init_rgb_summed"] == ["conv1.weight"] and not info["init_head_loaded"]
     assert torch.allclose(net.backbone.conv1.weight, rgb.conv1.weight.sum(1, keepdim=True))
     assert torch.equal(net.backbone.layer1[0].conv1.weight, rgb.layer1[0].conv1.weight)
+    assert info["init_zero_conv_bias"] and all(net.backbone.state_dict()[k].abs().sum() == 0
+                                               for k in info["init_zero_conv_bias"])
     # through training: the run records it
     summary = fit_classifier(tiny_recipe(tmp_path, epochs=1, init_weights=str(tmp_path / "medlt.pt")),
                              make_data([6, 4, 2]), tmp_path / "run", show_progress=False)
