@@ -62,7 +62,35 @@ class ModelConfig(Section):
         return 2 ** (len(self.channels) - 1)
 
 
+class RFlowConfig(Section):
+    """Rectified flow (MONAI `RFlowScheduler`): how training draws the flow time t in [0, T]
+    (t = T is pure noise, x_t = (1 − t/T)·x0 + (t/T)·ε)."""
+
+    #: uniform: t/T ~ U(0, 1); logit-normal: t/T = sigmoid(z), z ~ N(logit_normal_loc, logit_normal_scale²)
+    sample_method: Literal["uniform", "logit-normal"] = "uniform"
+    logit_normal_loc: float = Field(0.0, ge=-10.0, le=10.0)
+    logit_normal_scale: PositiveFloat = 1.0
+    #: integer flow times (MONAI's use_discrete_timesteps)
+    discrete_timesteps: bool = True
+    #: resolution shift of t towards noise for images larger than base_img_size_numel
+    #: (MONAI's use_timestep_transform; training and sampling)
+    timestep_transform: bool = False
+    transform_scale: PositiveFloat = 1.0
+    #: reference number of pixels/voxels (H·W[·D]) of the timestep transform
+    base_img_size_numel: Count = 32 * 32 * 32
+
+
+#: samplers that fit each objective (sampling.sampler)
+SAMPLERS_BY_OBJECTIVE = {"epsilon": ("ddim", "ddpm", "dpm++"), "rflow": ("rflow",)}
+
+
 class DiffusionConfig(Section):
+    #: epsilon: the network predicts the noise ε of x_t = √ᾱ_t·x0 + √(1−ᾱ_t)·ε (DDPM schedule);
+    #: rflow: rectified flow, the network predicts the velocity v = x0 − ε of
+    #: x_t = (1 − t/T)·x0 + (t/T)·ε (MONAI RFlowScheduler; sample with sampling.sampler: rflow)
+    objective: Literal["epsilon", "rflow"] = "epsilon"
+    #: rectified-flow time sampling (objective rflow only)
+    rflow: RFlowConfig = Field(default_factory=RFlowConfig)
     num_train_timesteps: Count = 1000
     schedule: Literal["linear_beta", "scaled_linear_beta", "cosine"] = "linear_beta"
     #: linear schedules: 0 < beta_start < beta_end < 1
@@ -107,7 +135,8 @@ class RegularizerConfig(Section):
 class TrainingConfig(Section):
     max_steps: Count = 300_000
     per_rank_batch_size: Count = 64
-    lr: PositiveFloat = 2e-4
+    #: AdamW learning rate (>= 0; 0 keeps the weights fixed, e.g. to check a fine-tuning source)
+    lr: NonNegativeFloat = 2e-4
     weight_decay: NonNegativeFloat = 0.0
     #: linear warm-up length; 0 = none
     warmup_steps: NonNegativeInt = 5000
@@ -134,7 +163,9 @@ class TrainingConfig(Section):
 
 
 class SamplingConfig(Section):
-    sampler: Literal["ddim", "ddpm"] = "ddim"
+    #: epsilon objective: ddim (η = 0), ddpm (ancestral) or dpm++ (DPM-Solver++ 2M, needs the
+    #: fast-samplers extra); rflow objective: rflow (Euler steps of the flow ODE)
+    sampler: Literal["ddim", "ddpm", "dpm++", "rflow"] = "ddim"
     #: at most diffusion.num_train_timesteps
     num_inference_steps: Count = 50
     #: classifier-free guidance ω >= 0 (0 = conditional only)

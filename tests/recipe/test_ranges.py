@@ -30,7 +30,7 @@ def recipe_file(tmp_path) -> Path:
     ("training.checkpoint_every_steps=0", "'training.checkpoint_every_steps': must be >= 1"),
     ("training.sample_grid_every_steps=-1", "'training.sample_grid_every_steps': must be >= 0"),
     ("training.warmup_steps=-1", "'training.warmup_steps': must be >= 0"),
-    ("training.lr=0", "'training.lr': must be > 0"),
+    ("training.lr=-1e-4", "'training.lr': must be >= 0"),
     ("training.ema_decay=1.0", "'training.ema_decay': must be < 1"),
     ("training.grad_clip_norm=0", "'training.grad_clip_norm': must be > 0"),
     ("training.class_balanced_q=1.5", "'training.class_balanced_q': must be <= 1"),
