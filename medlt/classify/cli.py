@@ -24,8 +24,12 @@ def classify(
     """Train the downstream classifier (MONAI DenseNet121/ResNet, 2D or 3D) from recipe.classifier.
 
     Softmax cross-entropy (single-label) or BCE (multi-label); classifier.method picks plain ERM,
-    class-balanced reweighting or decoupled cRT. The model is selected on the val role's balanced
-    accuracy. Example: medlt classify recipes/phantom/nih_cxr_lt.yaml --out runs/clf-real
+    class-balanced reweighting (weighted-mean CE) or decoupled cRT (class-balanced stage 2). The
+    main stage always sees the natural class distribution (training.class_balanced_q is the
+    diffusion's). LongTailCXR protocol: rotation ±15° (classifier.augment_rotation_deg; flip:
+    classifier.augment_flip, off by default), early stopping on the val role's balanced accuracy
+    (classifier.early_stopping_patience, 15), optional local initial weights (classifier.init_weights).
+    Example: medlt classify recipes/phantom/nih_cxr_lt.yaml --out runs/clf-real
     Multi-GPU / multi-process: torchrun --nproc_per_node N -m medlt classify ... (DDP).
     """
     from medlt.classify.data import classifier_data
