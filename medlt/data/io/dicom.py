@@ -196,6 +196,34 @@ def _ds_str(x: float) -> str:
     return s if len(s) <= 16 else f"{x:.8g}"
 
 
+def _code(value: str, scheme: str, meaning: str):
+    import pydicom
+
+    item = pydicom.Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, scheme, meaning
+    return item
+
+
+def _dx_required(ds, photometric: str) -> None:
+    """Attributes the DX For Presentation IOD requires (PS3.3 A.26) that a chest file has no
+    better value for: chest anatomy, unpaired laterality, linear intensity, an empty
+    acquisition context; meta keys may still override them."""
+    ds.PositionReferenceIndicator = ""
+    ds.AnatomicRegionSequence = [_code("43799004", "SCT", "Chest")]
+    ds.ImageLaterality = "U"
+    ds.PixelIntensityRelationship = "LIN"
+    ds.PixelIntensityRelationshipSign = 1
+    ds.PresentationLUTShape = "INVERSE" if photometric == "MONOCHROME1" else "IDENTITY"
+    ds.BurnedInAnnotation = "NO"
+    ds.DetectorType = ""
+    ds.PositionerType = ""
+    ds.AcquisitionContextSequence = []
+    view = {"PA": ("399348003", "postero-anterior"), "AP": ("399182000", "antero-posterior"),
+            "LL": ("399173006", "left lateral"), "RL": ("399067008", "right lateral")}.get(ds.ViewPosition)
+    if view is not None:
+        ds.ViewCodeSequence = [_code(view[0], "SCT", view[1])]
+
+
 def _build(img01, *, synthetic: bool, meta: dict):
     import pydicom
     from pydicom.dataset import FileMetaDataset
@@ -299,6 +327,7 @@ def _build(img01, *, synthetic: bool, meta: dict):
         ds.SeriesDescription = str(meta.pop("SeriesDescription", "CHEST"))
         ds.ViewPosition = str(meta.pop("ViewPosition", "PA"))
         ds.PresentationIntentType = "FOR PRESENTATION"
+        _dx_required(ds, photometric)
         from pydicom.datadict import tag_for_keyword
 
         unknown = sorted(k for k in meta if tag_for_keyword(k) is None)

@@ -163,3 +163,31 @@ def test_no_window_uses_full_stored_range(tmp_path, pattern):
     ds.save_as(p)
     # stored 0..4095 -> modality -100..8090 -> [0, 1]: same picture as with the window
     np.testing.assert_allclose(read_cxr(p), pattern, atol=0.5 / 4095 + 1e-5)
+
+
+@pytest.mark.parametrize("meta", [{}, {"transfer_syntax": "rle", "photometric": "MONOCHROME1", "ViewPosition": "AP"},
+                                  {"transfer_syntax": "jpeg-baseline", "bits_stored": 8}])
+def test_scanner_dicom_passes_dciodvfy(tmp_path, meta):
+    """The phantom's DX For Presentation files carry every attribute the IOD requires (checked by
+    dciodvfy from Debian's dicom3tools when it is installed; pydicom's strict reading otherwise)."""
+    import shutil
+    import subprocess
+
+    import pydicom
+    from pydicom import config
+
+    p = write_dicom(tmp_path / "dx.dcm", np.linspace(0, 1, 24 * 16).reshape(24, 16), synthetic=False,
+                    meta={"uid_seed": 1, **meta})
+    old = config.settings.reading_validation_mode
+    config.settings.reading_validation_mode = config.RAISE
+    try:
+        ds = pydicom.dcmread(p)
+        assert ds.ImageLaterality == "U" and ds.AnatomicRegionSequence[0].CodeMeaning == "Chest"
+        assert float(ds.ImagerPixelSpacing[0]) == pytest.approx(430 / 24, abs=1e-6)
+    finally:
+        config.settings.reading_validation_mode = old
+    exe = shutil.which("dciodvfy")
+    if exe is not None:
+        res = subprocess.run([exe, str(p)], capture_output=True, text=True, timeout=60)
+        errors = [ln for ln in (res.stdout + res.stderr).splitlines() if ln.startswith("Error")]
+        assert errors == [], errors
