@@ -1,5 +1,7 @@
-"""One training step's loss terms: ε-prediction MSE plus every active regularizer, with the main pass
-and all extra passes (balanced label, negative label, unconditional) in ONE batched forward.
+"""One training step's loss terms: the objective's MSE (ε-prediction: target ε; rectified flow:
+target v = x0 − ε, see medlt.diffusion.rflow) plus every active regularizer, with the main pass
+and all extra passes (balanced label, negative label, unconditional) in ONE batched forward. The
+regularizers act on the network output, whichever the objective.
 
 `training_terms` returns named per-sample terms with their weights; `total_loss` is the loop's
 reduction (mean over the batch of the weighted sum). Nothing here depends on which regularizers are
@@ -15,6 +17,7 @@ from torch import nn
 
 from medlt.diffusion.label_samplers import LabelBank
 from medlt.diffusion.regularizers import Pass, Regularizer, StepContext
+from medlt.diffusion.rflow import flow_timesteps, is_rflow, velocity_target
 
 
 @dataclass
@@ -61,7 +64,11 @@ def training_terms(model: nn.Module, scheduler, regularizers: list[Regularizer],
     b = x0.shape[0]
     device = x0.device
     T = scheduler.num_train_timesteps
-    timesteps = torch.randint(0, T, (b,), generator=generator).to(device)
+    flow = is_rflow(scheduler)
+    if flow:  # rectified flow: MONAI's time sampling (uniform / logit-normal), from `generator`
+        timesteps = flow_timesteps(scheduler, x0, generator)
+    else:
+        timesteps = torch.randint(0, T, (b,), generator=generator).to(device)
     dropped = drop_labels(b, label_drop_prob, generator).to(device)
     noise = torch.randn(x0.shape, generator=noise_generator or generator,
                         device=(noise_generator.device if noise_generator is not None else "cpu"))
@@ -75,7 +82,8 @@ def training_terms(model: nn.Module, scheduler, regularizers: list[Regularizer],
             passes[name] = p
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=autocast):
         ctx.outputs, ctx.features = fused_forward(model, x_t, timesteps, passes)
-    mse = (ctx.outputs["main"].float() - noise.float()).pow(2).flatten(1).mean(dim=1)
+    target = velocity_target(x0.float(), noise.float()) if flow else noise.float()
+    mse = (ctx.outputs["main"].float() - target).pow(2).flatten(1).mean(dim=1)
     terms, weights = {"mse": mse}, {"mse": 1.0}
     for reg in regularizers:
         for name, (value, weight) in reg.terms(ctx).items():

@@ -18,7 +18,7 @@ from medlt.data.labels import LabelSpace
 from medlt.diffusion.sampling import sample_loop
 from medlt.diffusion.schedule import build_scheduler
 from medlt.diffusion.unet import build_model
-from medlt.errors import CheckpointError, DataError
+from medlt.errors import CheckpointError, DataError, MedltError
 from medlt.recipe import Recipe, recipe_from_resolved
 from medlt.utils.checkpoint import file_sha256, load_checkpoint
 
@@ -46,7 +46,7 @@ class Generator:
         self.checkpoint_sha256 = checkpoint_sha256
         self.device = device
         self.step = step
-        self.scheduler = build_scheduler(recipe.diffusion)
+        self.scheduler = build_scheduler(recipe.diffusion, recipe.model.spatial_dims)
         self.image_shape: tuple[int, ...] = (recipe.model.in_channels, *recipe.data.image_size)
 
     def _check_labels(self, labels: torch.Tensor) -> torch.Tensor:
@@ -67,6 +67,7 @@ class Generator:
                  num_inference_steps: int, sampler: str = "ddim", batch_size: int | None = None,
                  callback=None) -> torch.Tensor:
         """(B, C, H, W[, D]) float32 on CPU in model space, clamped to [-1, 1]."""
+        check_sampler(sampler, self.recipe.diffusion.objective)
         labels = self._check_labels(labels)
         seeds = [int(s) for s in seeds]
         if len(seeds) != labels.shape[0]:
@@ -84,6 +85,16 @@ class Generator:
         if not out:
             return torch.empty(0, *self.image_shape)
         return torch.cat(out)
+
+
+def check_sampler(sampler: str, objective: str) -> None:
+    """MedltError unless `sampler` is one of the samplers of the model's objective."""
+    from medlt.recipe.diffusion import SAMPLERS_BY_OBJECTIVE
+
+    fits = SAMPLERS_BY_OBJECTIVE[objective]
+    if sampler not in fits:
+        raise MedltError(f"sampler '{sampler}' does not fit this model (diffusion.objective={objective}); "
+                        f"use one of: {', '.join(fits)}")
 
 
 def load_generator(checkpoint: str | Path, device: str | torch.device = "cpu") -> Generator:

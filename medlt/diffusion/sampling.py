@@ -1,5 +1,12 @@
 """The short sampling loop (MONAI's DiffusionInferer does not pass class labels): classifier-free
-guidance in one batched forward, DDIM (η = 0) and DDPM updates, per-sample noise generators.
+guidance in one batched forward, per-sample noise generators, and four samplers:
+
+- ε-prediction (diffusion.objective epsilon): `ddim` (η = 0), `ddpm` (ancestral) and `dpm++`
+  (DPM-Solver++ 2M from diffusers, medlt.diffusion.dpm_solver);
+- rectified flow (objective rflow): `rflow`, Euler steps x_t′ = x_t + ((t − t′)/T)·ṽ of the flow ODE on
+  MONAI RFlowScheduler's time grid (medlt.diffusion.rflow), ṽ the guided velocity.
+
+The guidance formula is the same for every sampler, on whatever the network predicts (ε or v).
 
 The timestep sequence comes from MONAI's scheduler (`set_timesteps`); the update is written here so
 that (a) each sample's noise (initial and per step) comes from its own torch.Generator, and (b) the
@@ -11,10 +18,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+SAMPLERS = ("ddim", "ddpm", "dpm++", "rflow")
+
 
 def guided_eps(model: nn.Module, x: torch.Tensor, timesteps: torch.Tensor, labels: torch.Tensor,
                guidance_scale: float) -> torch.Tensor:
-    """ε̃ = (1 + w)·ε(x, y) − w·ε(x, ∅) over all output channels; conditional and unconditional rows
+    """ε̃ = (1 + w)·ε(x, y) − w·ε(x, ∅) over all output channels (rectified flow: the same on v); conditional and unconditional rows
     go through the network in one batched forward. w = 0: conditional only (one pass)."""
     b = x.shape[0]
     if guidance_scale == 0:
@@ -36,24 +45,39 @@ def sample_loop(model: nn.Module, scheduler, labels: torch.Tensor, generators: l
                 callback=None) -> torch.Tensor:
     """Generate len(generators) samples (B, *image_shape) in model space, clamped to [-1, 1].
 
-    `generators` are CPU torch.Generators, one per sample (seeded by the caller)."""
-    if sampler not in ("ddim", "ddpm"):
-        raise ValueError(f"sampler must be 'ddim' or 'ddpm', got '{sampler}'")
+    `generators` are CPU torch.Generators, one per sample (seeded by the caller). `scheduler` is the
+    training scheduler (DDPMScheduler for ddim/ddpm/dpm++, RFlowScheduler for rflow)."""
+    from medlt.diffusion.rflow import is_rflow
+
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got '{sampler}'")
+    if (sampler == "rflow") != is_rflow(scheduler):
+        raise ValueError(f"sampler '{sampler}' does not fit the model's objective "
+                         f"({'rflow' if is_rflow(scheduler) else 'epsilon'}): rectified-flow models sample "
+                         f"with 'rflow', ε-prediction models with ddim, ddpm or dpm++")
     device = next(model.parameters()).device
-    scheduler.set_timesteps(num_inference_steps)
-    ts = [int(t) for t in scheduler.timesteps]
-    acp = scheduler.alphas_cumprod.to(torch.float64)
     x = initial_noise(generators, image_shape).to(device)
     labels = labels.to(device)
     b = x.shape[0]
+
+    def predict(x: torch.Tensor, t) -> torch.Tensor:
+        tt = torch.full((b,), t, dtype=torch.long if float(t).is_integer() else torch.float32, device=device)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=autocast):
+            out = guided_eps(model, x, tt, labels, guidance_scale)
+        return out.float()
+
+    if sampler == "rflow":
+        return _rflow_loop(predict, scheduler, x, num_inference_steps, image_shape, callback)
+    if sampler == "dpm++":
+        return _dpm_loop(predict, scheduler, x, num_inference_steps, clip_sample, callback)
+    scheduler.set_timesteps(num_inference_steps)
+    ts = [int(t) for t in scheduler.timesteps]
+    acp = scheduler.alphas_cumprod.to(torch.float64)
     for i, t in enumerate(ts):
         prev = ts[i + 1] if i + 1 < len(ts) else -1
         a_t = float(acp[t])
         a_prev = float(acp[prev]) if prev >= 0 else 1.0
-        tt = torch.full((b,), t, dtype=torch.long, device=device)
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=autocast):
-            eps = guided_eps(model, x, tt, labels, guidance_scale)
-        eps = eps.float()
+        eps = predict(x, t)
         x0 = (x - (1 - a_t) ** 0.5 * eps) / a_t ** 0.5
         if clip_sample:
             x0 = x0.clamp(-1, 1)
@@ -68,6 +92,41 @@ def sample_loop(model: nn.Module, scheduler, labels: torch.Tensor, generators: l
                 x = mean + var ** 0.5 * z
             else:
                 x = mean
+        if callback is not None:
+            callback(i, len(ts))
+    return x.clamp(-1, 1)
+
+
+def _rflow_loop(predict, scheduler, x: torch.Tensor, steps: int, image_shape, callback) -> torch.Tensor:
+    """Euler steps on MONAI's flow-time grid (T, ..., then 0): x_t′ = x_t + ((t − t′)/T)·ṽ; the same
+    update as RFlowScheduler.step for integer times, without its integer cast of the next time."""
+    from medlt.diffusion.rflow import sampling_timesteps
+
+    ts = sampling_timesteps(scheduler, steps, image_shape)
+    T = float(scheduler.num_train_timesteps)
+    for i in range(len(ts) - 1):
+        v = predict(x, ts[i])
+        x = x + ((ts[i] - ts[i + 1]) / T) * v
+        if callback is not None:
+            callback(i, len(ts) - 1)
+    return x.clamp(-1, 1)
+
+
+def _dpm_loop(predict, scheduler, x: torch.Tensor, steps: int, clip_sample: bool, callback) -> torch.Tensor:
+    """DPM-Solver++ 2M (diffusers) driven with medlt's guided ε. clip_sample: the x0-prediction is
+    clamped to [-1, 1] before the solver sees it (ε is replaced by (x − α·clamp(x̂0))/σ)."""
+    from medlt.diffusion.dpm_solver import dpm_solver_scheduler
+
+    solver = dpm_solver_scheduler(scheduler, steps)
+    acp = scheduler.alphas_cumprod.to(torch.float64)
+    ts = [int(t) for t in solver.timesteps]
+    for i, t in enumerate(ts):
+        eps = predict(x, t)
+        if clip_sample:
+            a, s = float(acp[t]) ** 0.5, (1 - float(acp[t])) ** 0.5
+            x0 = ((x - s * eps) / a).clamp(-1, 1)
+            eps = (x - a * x0) / s
+        x = solver.step(eps, t, x, return_dict=False)[0]
         if callback is not None:
             callback(i, len(ts))
     return x.clamp(-1, 1)

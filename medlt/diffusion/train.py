@@ -136,7 +136,7 @@ def train(recipe: Recipe, out_dir: str | Path, *, resume: bool = False, data: Tr
     ema = EMA(model, tc.ema_decay)
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_factor(tc.warmup_steps))
-    scheduler = build_scheduler(recipe.diffusion)
+    scheduler = build_scheduler(recipe.diffusion, recipe.model.spatial_dims)
 
     step = 0
     if state is not None:

@@ -7,6 +7,7 @@ from pydantic import Field, model_validator
 from medlt.recipe.base import KeyProblem, NonNegativeInt, Section
 from medlt.recipe.data import DataConfig
 from medlt.recipe.diffusion import (
+    SAMPLERS_BY_OBJECTIVE,
     DiffusionConfig,
     ModelConfig,
     RegularizerConfig,
@@ -37,6 +38,10 @@ class Recipe(Section):
         if steps > t:
             raise KeyProblem("sampling.num_inference_steps", f"must be <= diffusion.num_train_timesteps={t} "
                              f"(got {steps})")
+        fits = SAMPLERS_BY_OBJECTIVE[self.diffusion.objective]
+        if self.sampling.sampler not in fits:
+            raise KeyProblem("sampling.sampler", f"'{self.sampling.sampler}' does not fit diffusion.objective="
+                             f"{self.diffusion.objective}; use one of: {', '.join(fits)}")
         n, fmt = len(self.data.image_size), self.data.format
         want = {"nih-cxr-lt": 2, "mimic-cxr-lt": 2, "ct-rate": 3}.get(fmt)
         if want is not None and n != want:

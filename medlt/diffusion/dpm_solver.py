@@ -1,0 +1,38 @@
+"""DPM-Solver++ (2M multistep; Lu et al. 2022, "DPM-Solver++: Fast Solver for Guided Sampling of
+Diffusion Probabilistic Models", Algorithm 2) for ε-prediction models, from diffusers'
+`DPMSolverMultistepScheduler` (the optional `fast-samplers` extra).
+
+The diffusers scheduler is built on the *training* schedule's own β (MONAI DDPMScheduler.betas), so
+α_t = √ᾱ_t and σ_t = √(1−ᾱ_t) are exactly the model's. With λ_t = log(α_t/σ_t), h_i = λ_{t_i} −
+λ_{t_{i−1}}, x0-predictions x̂0_i = (x_{t_i} − σ_{t_i}·ε̃_i)/α_{t_i} and r_i = h_{i−1}/h_i, one step is
+
+    D_i = (1 + 1/(2 r_i))·x̂0_{i−1} − (1/(2 r_i))·x̂0_{i−2}    (first step: D_1 = x̂0_0)
+    x_{t_i} = (σ_{t_i}/σ_{t_{i−1}})·x_{t_{i−1}} − α_{t_i}·(e^{−h_i} − 1)·D_i.
+
+The last step ends at σ = 0 (diffusers' final_sigmas_type "zero") and is first order, x = x̂0; with
+fewer than 15 steps the second-to-last step is first order as well (diffusers' lower_order_final,
+which stabilises few-step sampling). The update is deterministic: per-sample generators only draw
+the initial noise. ε̃ is medlt's guided ε (the guidance formula is the same for every sampler).
+"""
+
+from __future__ import annotations
+
+from medlt.errors import MedltError
+
+EXTRA_HINT = "sampler 'dpm++' needs diffusers: pip install 'medlt[fast-samplers]' (or pip install diffusers)"
+
+
+def dpm_solver_scheduler(ddpm_scheduler, num_inference_steps: int):
+    """A diffusers DPMSolverMultistepScheduler (dpmsolver++, order 2, ε-prediction) on the DDPM
+    scheduler's β, with `num_inference_steps` set. MedltError when diffusers is missing."""
+    try:
+        from diffusers import DPMSolverMultistepScheduler
+    except ImportError:
+        raise MedltError(EXTRA_HINT) from None
+    s = DPMSolverMultistepScheduler(num_train_timesteps=int(ddpm_scheduler.num_train_timesteps),
+                                    trained_betas=ddpm_scheduler.betas.double().cpu().numpy(),
+                                    solver_order=2, prediction_type="epsilon", algorithm_type="dpmsolver++",
+                                    solver_type="midpoint", lower_order_final=True, final_sigmas_type="zero",
+                                    thresholding=False, timestep_spacing="linspace")
+    s.set_timesteps(num_inference_steps)
+    return s
