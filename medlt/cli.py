@@ -8,6 +8,7 @@ import sys
 
 import typer
 
+from medlt.cli_help import tidy_help
 from medlt.errors import MedltError, ValidationFailed
 
 app = typer.Typer(
@@ -53,6 +54,7 @@ def _register_areas() -> None:
 
 
 _register_areas()
+tidy_help(app)  # help wraps at the terminal width, not at the docstrings' line breaks
 
 
 def main(argv: list[str] | None = None) -> None:

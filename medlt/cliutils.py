@@ -14,9 +14,9 @@ T = TypeVar("T")
 
 RECIPE_ARG = typer.Argument(..., help="Recipe YAML (see recipes/).", show_default=False)
 SET_OPT = typer.Option(
-    None, "--set", "-s",
+    None, "--set", "-s", metavar="<key=val>",
     help="Override a recipe key before validation, e.g. --set data.root=/data/nih "
-         "--set training.max_steps=100. Repeatable. Relative paths are relative to the current directory.",
+         "--set training.lr=1e-4. Repeatable. Relative paths are relative to the current directory.",
 )
 
 

@@ -16,7 +16,8 @@ class Layout(str, Enum):
 
 def phantom(
     ctx: typer.Context,
-    layout: Layout = typer.Option(..., "--layout", "-l", help="Official layout to imitate.",
+    layout: Layout = typer.Option(..., "--layout", "-l", metavar="<layout>",
+                                  help="Official layout to imitate: nih-cxr-lt, mimic-cxr-lt or ct-rate.",
                                   show_default=False, case_sensitive=False),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (new, empty, or a previous phantom).",
                              show_default=False),

@@ -1,0 +1,87 @@
+"""`medlt <verb> --help` reads well at 80 and 200 columns: no option name cut, no ellipsis, no
+sentence broken at the source's line breaks, nothing wider than the terminal."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from medlt.cli import app
+from medlt.cli_help import reflow
+
+
+def _commands():
+    def walk(cmd, path):
+        yield path, cmd
+        for name, sub in sorted(getattr(cmd, "commands", {}).items()):
+            yield from walk(sub, [*path, name])
+
+    return list(walk(typer.main.get_command(app), []))
+
+
+COMMANDS = _commands()
+FOLDED_TYPE = re.compile(r"<(?!int range>|float range>)[a-z][\w\[\]|.=-]*(?=\s)")
+
+
+def _help(path: list[str], width: int) -> str:
+    res = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": str(width)}, prog_name="medlt")
+    assert res.exit_code == 0, res.output
+    return res.output
+
+
+def test_every_verb_is_checked():
+    names = {" ".join(p) for p, _ in COMMANDS}
+    assert {"phantom", "train", "sample", "synth", "classify", "evaluate", "report", "data validate",
+            "data stats", "data preview"} <= names
+
+
+@pytest.mark.parametrize("width", [80, 200])
+@pytest.mark.parametrize("path,cmd", COMMANDS, ids=[" ".join(p) or "medlt" for p, _ in COMMANDS])
+def test_help_fits_and_keeps_option_names_whole(path, cmd, width):
+    out = _help(path, width)
+    lines = out.splitlines()
+    assert "…" not in out, "\n".join(line for line in lines if "…" in line)
+    assert max(len(line) for line in lines) <= width
+    for param in cmd.params:
+        for opt in [*param.opts, *param.secondary_opts]:
+            if opt.startswith("--"):
+                assert re.search(re.escape(opt) + r"(?![\w-])", out), f"{opt} is cut in `{' '.join(path)} --help`"
+    for line in lines:  # a type like <nih-cxr-lt|...> folded over two lines leaves "<name" open
+        assert not FOLDED_TYPE.search(line), line
+
+
+@pytest.mark.parametrize("path,cmd", [c for c in COMMANDS if c[0]], ids=[" ".join(p) for p, _ in COMMANDS if p])
+def test_description_is_not_broken_at_source_line_breaks(path, cmd):
+    """At 200 columns every short paragraph of a verb's description is on one line."""
+    text_lines = [line.strip() for line in _help(path, 200).splitlines()]
+    for para in reflow(cmd.help or "").split("\n\n"):
+        if "\n" in para or len(para) > 150 or "[" in para:  # lists, long paragraphs, rich markup
+            continue
+        assert para.strip() in text_lines, f"`{' '.join(path)} --help` breaks: {para!r}"
+
+
+def test_reflow_joins_lines_but_keeps_lists_and_verbatim_blocks():
+    text = """First line
+    goes on.
+
+    Second paragraph
+    continues here
+    - a list item
+    - another
+
+    \b
+    verbatim
+    block"""
+    assert reflow(text) == ("First line goes on.\n\nSecond paragraph continues here\n- a list item\n"
+                            "- another\n\n\b\nverbatim\nblock")
+
+
+def test_reflow_is_what_the_synth_help_shows():
+    """The failure this guards against: 'to_count:N |' ending a line at 80 columns."""
+    out = _help(["synth"], 80)
+    assert not [line for line in out.splitlines() if line.rstrip().endswith("to_count:N |")]
+    flat = re.sub(r"\s+", " ", out)
+    assert "(--quota to_head | to_count:N | to_ratio:R)" in flat
