@@ -34,7 +34,8 @@ def validate_cmd(
     workers: int = typer.Option(4, "--workers", min=1, help="Threads that decode images."),
 ) -> None:
     """Check every row of every split and list ALL problems, one line each ("file:row: code message"):
-    missing or unreadable/truncated images, unknown or missing class columns, label values other than
+    missing or unreadable/truncated images, 4D volumes and images or volumes with a side of 1,
+    paths that leave their root (also through symlinks), unknown or missing class columns, label values other than
     0/1, single-label rows with no or several positives, duplicate ids, patients in more than one split,
     paths leaving data.root, CT volumes without metadata. Exits non-zero when anything is wrong."""
     from medlt.data.table import collect

@@ -229,3 +229,22 @@ def test_train_and_classify_stop_before_the_run_folder(tmp_path, capsys):
         assert code != 0 and len(lines) == 1, (verb, err)
         assert "manifest.csv:row 6" in lines[0] and "train_5.png" in lines[0]
         assert not out.exists(), verb
+
+
+def test_skip_mode_training_counts_exclude_skipped_images(tmp_path):
+    """Diffusion training data in skip mode: the class counts are those of the images kept, and
+    the run folder gets the list."""
+    from medlt.diffusion.data import from_recipe
+    from medlt.recipe import load_recipe
+
+    root = tmp_path / "d"
+    write_manifest_data(root)  # train: A at rows 1, 3, 5; B at rows 2, 4, 6
+    truncate(root / "img" / "train_0.png")
+    truncate(root / "img" / "train_2.png")
+    rec = load_recipe(recipe_file(tmp_path, root, "  on_bad_image: skip\n"))
+    data = from_recipe(rec)
+    assert data.class_counts == [1, 3]
+    assert [b.csv_row for b in bad_images.skipped_images()] == [1, 3]
+    run = tmp_path / "run"
+    assert bad_images.write_skipped_images(run) == run / "skipped_images.csv"
+    assert bad_images.count_skipped_images(run) == 2
