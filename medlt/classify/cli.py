@@ -97,7 +97,8 @@ def evaluate(
         if "skipped" in m:
             continue
         key = "balanced_accuracy" if "balanced_accuracy" in m else "mean_per_class_balanced_accuracy_tpr_tnr"
-        typer.echo(f"{role}: {key} = {m[key]:.4f}")
+        iv = (m.get("confidence_intervals") or {}).get(key)
+        typer.echo(f"{role}: {key} = {m[key]:.4f}" + (f" (95% CI {iv[0]:.4f}–{iv[1]:.4f})" if iv else ""))
     _echo_class_checks(result.get("generation", {}))
     typer.echo(f"report: {paths['html']}")
 
