@@ -127,3 +127,25 @@ def test_report_renders_confidence_intervals(runs):
     hernia = next(line for line in md.splitlines() if line.startswith("| Hernia | tail | 12 |"))
     lo, hi = ci["per_class_recall"][2]
     assert f"[{lo:.3f}, {hi:.3f}]" in hernia
+
+
+def test_multi_label_predictions_and_paired_role(tmp_path):
+    from medlt.report.paired import paired_role
+
+    ls = LabelSpace(("A", "B", "C"), True)
+    rng = np.random.default_rng(3)
+    t = (rng.random((90, 3)) < 0.3).astype(int)
+    t[:10] = 0  # normal scans
+    s = np.clip(t * 0.4 + rng.random((90, 3)) * 0.6, 0, 1)
+    ids = [f"v{i}" for i in range(90)]
+    for name, scores in (("a", s), ("b", s), ("c", np.clip(t * 0.9 + rng.random((90, 3)) * 0.1, 0, 1))):
+        write_predictions(tmp_path / name, "test", ls, t, scores, ids, threshold=0.5)
+    back = read_predictions(tmp_path / "a" / "predictions_test.csv", ls)
+    assert np.array_equal(back["true"], t) and np.allclose(back["scores"], s)
+    header = (tmp_path / "a" / "predictions_test.csv").read_text().splitlines()[0].split(",")
+    assert header[:4] == ["id", "true:A", "true:B", "true:C"] and header[4] == "predicted:A" and header[7] == "score:A"
+    same = paired_role(tmp_path / "a", tmp_path / "b", "test", ls, ["head", "medium", "tail"], n_resamples=200)
+    assert not same["macro_auroc"]["significant"] and same["macro_auroc"]["difference"] == 0
+    better = paired_role(tmp_path / "a", tmp_path / "c", "test", ls, ["head", "medium", "tail"], n_resamples=200)
+    assert better["macro_auroc"]["significant"] and better["macro_auroc"]["difference"] > 0.1
+    assert better["mean_per_class_balanced_accuracy_tpr_tnr"]["interval"][0] > 0
