@@ -147,5 +147,5 @@ def test_multi_label_predictions_and_paired_role(tmp_path):
     same = paired_role(tmp_path / "a", tmp_path / "b", "test", ls, ["head", "medium", "tail"], n_resamples=200)
     assert not same["macro_auroc"]["significant"] and same["macro_auroc"]["difference"] == 0
     better = paired_role(tmp_path / "a", tmp_path / "c", "test", ls, ["head", "medium", "tail"], n_resamples=200)
-    assert better["macro_auroc"]["significant"] and better["macro_auroc"]["difference"] > 0.1
+    assert better["macro_auroc"]["significant"] and better["macro_auroc"]["difference"] > 0.03
     assert better["mean_per_class_balanced_accuracy_tpr_tnr"]["interval"][0] > 0
