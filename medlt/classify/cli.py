@@ -55,10 +55,12 @@ def evaluate(
                              "memorization/.", show_default=False),
     synthetic: Path = typer.Option(None, "--synthetic", help="A `medlt synth` output folder (manifest.csv): adds "
                                    "FID/KID per class/group/overall, diversity and memorization."),
-    feature_extractor: Path = typer.Option(None, "--feature-extractor", help="Features for FID/KID/memorization: "
-                                           "a classifier run/.pt, a TorchScript file, or a state dict (with "
-                                           "--feature-extractor-recipe). Default: the --classifier's penultimate "
-                                           "features (train it on real data only)."),
+    feature_extractor: list[Path] = typer.Option(None, "--feature-extractor", metavar="<path>", help="Features for FID/KID/"
+                                                 "memorization: a classifier run/.pt, a TorchScript file, or a state "
+                                                 "dict (plus its recipe: next option). Repeatable: every metric "
+                                                 "is computed per extractor, keyed by its name and file sha256 "
+                                                 "(never compare values across extractors). Default: the "
+                                                 "--classifier's penultimate features (train it on real data only)."),
     feature_extractor_recipe: Path = typer.Option(None, "--feature-extractor-recipe", help="Recipe whose "
                                                   "classifier: section builds a plain state dict's architecture."),
     feature_extractor_2d: Path = typer.Option(None, "--feature-extractor-2d", help="CT only: 2D extractor for the "

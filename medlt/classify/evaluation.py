@@ -21,20 +21,9 @@ from medlt.cliutils import progress
 from medlt.errors import DataError
 from medlt.recipe import Recipe, recipe_to_dict
 
-PLANES = {"axial": 3, "coronal": 2, "sagittal": 1}  # index of the fixed axis in (C, X, Y, Z)
-
 
 def recipe_sha256(recipe: Recipe) -> str:
     return hashlib.sha256(json.dumps(recipe_to_dict(recipe), sort_keys=True).encode()).hexdigest()
-
-
-def middle_slices(volumes: torch.Tensor) -> dict[str, torch.Tensor]:
-    """(B, 1, X, Y, Z) -> {"axial": (B, 1, X, Y), "coronal": (B, 1, X, Z), "sagittal": (B, 1, Y, Z)}."""
-    out = {}
-    for plane, ax in PLANES.items():
-        dim = ax + 1  # batch dim first
-        out[plane] = volumes.select(dim, volumes.shape[dim] // 2)
-    return out
 
 
 def _display(img: torch.Tensor) -> torch.Tensor:
@@ -94,8 +83,12 @@ def classification_metrics(recipe: Recipe, clf, table, groups: list[str], *, sho
     return out, preds
 
 
-def generation_metrics(recipe: Recipe, table, groups: list[str], synthetic_dir: Path, extractor,
-                       extractor_2d, out_dir: Path, *, show_progress: bool) -> tuple[dict, dict]:
+def generation_metrics(recipe: Recipe, table, groups: list[str], synthetic_dir: Path, extractors,
+                       extractor_2d, out_dir: Path, *, show_progress: bool,
+                       extractor_info: list[dict] | None = None) -> tuple[dict, dict]:
+    """Generation quality of a synthetic folder against the real training split, per feature
+    extractor (`extractors`: one or several; every metric block is keyed by extractor name and
+    never compared across extractors). JSON layout: docs/evaluation.md#report-json-generation."""
     from torch.utils.data import DataLoader
 
     from medlt.data.loaders import build_dataset
@@ -103,8 +96,11 @@ def generation_metrics(recipe: Recipe, table, groups: list[str], synthetic_dir: 
     from medlt.metrics.diversity import ClassDiversity
     from medlt.metrics.feature_stats import ClassFeatureStats
     from medlt.metrics.memorization import MemorizationAccumulator
+    from medlt.metrics.slices import PLANES, volume_slices
     from medlt.report.figures import save_pair_png
 
+    extractors = list(extractors) if isinstance(extractors, list | tuple) else [extractors]
+    info = extractor_info or [{"name": e.name, "source": None, "sha256": None} for e in extractors]
     ev = recipe.evaluate
     ls = table.label_space
     names = list(ls.names)
@@ -122,14 +118,18 @@ def generation_metrics(recipe: Recipe, table, groups: list[str], synthetic_dir: 
     syn_ds = build_dataset(syn_recipe, "train")
     real_ds = build_dataset(recipe, "train")
     sdims = int(real_ds[0]["image"].ndim - 1)
-    if extractor.spatial_dims is not None and extractor.spatial_dims != sdims:
-        raise DataError(f"feature extractor {extractor.name} is {extractor.spatial_dims}D but the images are {sdims}D")
+    for e in extractors:
+        if e.spatial_dims is not None and e.spatial_dims != sdims:
+            raise DataError(f"feature extractor {e.name} is {e.spatial_dims}D but the images are {sdims}D")
     bs = ev.batch_size
-    kw = dict(reservoir_capacity=ev.kid_reservoir, seed=recipe.seed)
-    stats = ClassFeatureStats(names, groups, extractor_name=extractor.name, **kw)
-    planes = {}
+    kw = dict(reservoir_capacity=ev.kid_reservoir, fid_samples_per_class=ev.fid_samples_per_class,
+              min_real_per_class=ev.min_real_per_class, min_synthetic_per_class=ev.min_synthetic_per_class,
+              seed=recipe.seed)
+    stats = [ClassFeatureStats(names, groups, extractor_name=e.name, **kw) for e in extractors]
+    planes, n_slices, per_volume = {}, {}, {}
     if sdims == 3:
         planes = {p: ClassFeatureStats(names, groups, extractor_name=extractor_2d.name, **kw) for p in PLANES}
+        n_slices = {p: {"real": 0, "synthetic": 0} for p in PLANES}
     n_grid = ev.grid_images_per_class
     grid = {n: {"real": [], "synthetic": []} for n in names}
 
@@ -137,19 +137,26 @@ def generation_metrics(recipe: Recipe, table, groups: list[str], synthetic_dir: 
         for batch in progress(DataLoader(ds, batch_size=bs, shuffle=False), desc=f"features {side}",
                               unit="batch", disable=not show_progress):
             x, y = batch["image"].float(), torch.as_tensor(batch["label"])
-            f = extractor(x)
-            stats.update(side, f, y)
-            for plane, sl in (middle_slices(x).items() if planes else ()):
-                planes[plane].update(side, extractor_2d(sl), y)
+            feats = [e(x) for e in extractors]
+            for st, f in zip(stats, feats, strict=True):
+                st.update(side, f, y)
+            for plane in planes:  # 2.5D: every (kept) slice along each axis is one sample
+                sl, k = volume_slices(x, plane, ev.center_slices_ratio, ev.slice_stride)
+                per_volume[plane] = k
+                ys = y.repeat_interleave(k, dim=0)
+                for i in range(0, sl.shape[0], bs):
+                    planes[plane].update(side, extractor_2d(sl[i:i + bs]), ys[i:i + bs])
+                n_slices[plane][side] += sl.shape[0]
             for img, lab in zip(x, y, strict=True):
                 for c in _classes_of(lab):
                     bucket = grid[names[c]][side]
                     if len(bucket) < n_grid:
                         bucket.append(_display(img))
             if on_batch:
-                on_batch(f, x, y, [str(i) for i in batch["id"]])
+                on_batch(feats, x, y, [str(i) for i in batch["id"]])
 
-    real_f, real_ids = [], []
+    real_f: list[list[torch.Tensor]] = [[] for _ in extractors]
+    real_ids: list[str] = []
     real_ref, reference = real_ds, "real training split"
     cap = ev.max_real_reference
     if cap is not None and len(real_ds) > cap:
@@ -158,57 +165,99 @@ def generation_metrics(recipe: Recipe, table, groups: list[str], synthetic_dir: 
         g = torch.Generator().manual_seed(recipe.seed)
         real_ref = Subset(real_ds, sorted(torch.randperm(len(real_ds), generator=g)[:cap].tolist()))
         reference = f"seeded uniform subset of {cap} of the {len(real_ds)} real training images"
-    stream(real_ref, "real", lambda f, x, y, ids: (real_f.append(f), real_ids.extend(ids)))
-    memo = MemorizationAccumulator(torch.cat(real_f), real_ids, names, percentile=ev.memorization_percentile,
-                                   top_k=ev.memorization_pairs_saved)
-    real_f.clear()  # the accumulator holds its own copy
+
+    def on_real(feats, x, y, ids):
+        for acc, f in zip(real_f, feats, strict=True):
+            acc.append(f)
+        real_ids.extend(ids)
+
+    stream(real_ref, "real", on_real)
+    memos = [MemorizationAccumulator(torch.cat(f), real_ids, names, groups, ratio_threshold=ev.memorization_ratio_threshold,
+                                     top_k=ev.memorization_pairs_saved) for f in real_f]
+    real_f.clear()  # the accumulators hold their own copies
     div = ClassDiversity(names, kernel_size=ev.ms_ssim_kernel_size, weights=ev.ms_ssim_weights,
                          max_pairs=ev.ms_ssim_max_pairs, seed=recipe.seed)
 
-    def on_syn(f, x, y, ids):
-        memo.update(f, y, ids)
+    def on_syn(feats, x, y, ids):
+        for m, f in zip(memos, feats, strict=True):
+            m.update(f, y, ids)
         div.update(x, y)
 
     stream(syn_ds, "synthetic", on_syn)
-    fid = stats.compute(kid_subset_size=ev.kid_subset_size, kid_num_subsets=ev.kid_num_subsets)
-    result = {"synthetic_dir": str(Path(synthetic_dir).resolve()), "n_synthetic": len(syn_ds),
-              "n_real_train": len(real_ref), "real_reference": reference,
-              "feature_extractor": extractor.name, "fid_kid": fid}
-    if planes:
-        per_plane = {p: st.compute(kid_subset_size=ev.kid_subset_size, kid_num_subsets=ev.kid_num_subsets)
-                     for p, st in planes.items()}
-        avg = {}
-        for scope in fid["scopes"]:
-            vals = [per_plane[p]["scopes"].get(scope, {}).get("fid", float("nan")) for p in PLANES]
-            avg[scope] = sum(vals) / len(vals)
-        result["fid_3d_features"] = {"feature_extractor": extractor.name,
-                                     "overall": fid["scopes"].get("overall", {}).get("fid")}
-        result["fid_2_5d"] = {"feature_extractor": extractor_2d.name, "planes": list(PLANES),
-                              "definition": "mean over axial/coronal/sagittal middle slices of the 2D FID",
-                              "per_scope_mean": avg, "per_plane": per_plane}
-    result["diversity"] = div.compute()
-    mem = memo.compute()
-    # save the closest pairs side by side
+    kid_kw = dict(kid_subset_size=ev.kid_subset_size, kid_num_subsets=ev.kid_num_subsets,
+                  bootstrap_replicates=ev.fid_bootstrap_replicates)
     syn_index = {i: k for k, i in enumerate(syn_ds.ids)}
     real_index = {i: k for k, i in enumerate(real_ds.ids)}
-    for rank, pair in enumerate(mem["closest_pairs"]):
-        rel = f"memorization/pair_{rank:02d}.png"
-        save_pair_png(out_dir / rel, _display(syn_ds[syn_index[pair["synthetic_id"]]]["image"]),
-                      _display(real_ds[real_index[pair["real_id"]]]["image"]),
-                      title=f"distance {pair['distance']:.3g} (threshold {mem['threshold_distance']:.3g})"
-                            f"{' NEAR-COPY' if pair['near_copy'] else ''}",
-                      labels=(f"synthetic {pair['synthetic_id']}", f"real {pair['real_id']}"))
-        pair["png"] = rel
-    result["memorization"] = {"feature_extractor": extractor.name, **mem}
+    by_ext = {}
+    for j, (e, st, memo) in enumerate(zip(extractors, stats, memos, strict=True)):
+        mem = memo.compute()
+        for rank, pair in enumerate(mem["closest_pairs"]):  # the smallest ratios, side by side
+            rel = f"memorization/extractor{j}_pair_{rank:02d}.png"
+            ratio = "undefined" if pair["ratio"] is None else f"{pair['ratio']:.3g}"
+            save_pair_png(out_dir / rel, _display(syn_ds[syn_index[pair["synthetic_id"]]]["image"]),
+                          _display(real_ds[real_index[pair["real_id"]]]["image"]),
+                          title=f"distance ratio {ratio} (flagged at <= {mem['ratio_threshold']:g})"
+                                f"{' FLAGGED' if pair['flagged'] else ''}{' EXACT COPY' if pair['exact_copy'] else ''}",
+                          labels=(f"synthetic {pair['synthetic_id']}", f"real {pair['real_id']}"))
+            pair["png"] = rel
+        by_ext[e.name] = {"feature_extractor": e.name, "source": info[j].get("source"),
+                          "sha256": info[j].get("sha256"), "fid_kid": st.compute(**kid_kw),
+                          "memorization": {"feature_extractor": e.name, **mem}}
+    result = {"synthetic_dir": str(Path(synthetic_dir).resolve()), "n_synthetic": len(syn_ds),
+              "n_real_train": len(real_ref), "real_reference": reference,
+              "feature_extractor": extractors[0].name, "feature_extractors": info, "by_extractor": by_ext}
+    if planes:
+        per_plane = {p: st.compute(**kid_kw) for p, st in planes.items()}
+
+        def mean_of(vals):
+            return sum(vals) / len(vals) if vals and all(v is not None for v in vals) else None
+
+        mean_planes = {s: mean_of([per_plane[p]["scopes"][s]["fid"] for p in PLANES])
+                       for s in per_plane["axial"]["scopes"]}
+        mean_planes.update({f"class:{n}": mean_of([per_plane[p]["per_class"][n]["fid"] for p in PLANES])
+                            for n in names})
+        result["fid_2_5d"] = {
+            "feature_extractor": extractor_2d.name, "planes": list(PLANES),
+            "definition": "2D FID of the slices along each axis (every kept slice one sample, MAISI's 2.5D "
+                          "FID), per plane, and their mean over the three planes",
+            "center_slices_ratio": ev.center_slices_ratio, "slice_stride": ev.slice_stride,
+            "slices_per_volume": per_volume, "n_slices": n_slices,
+            "mean_of_planes": mean_planes, "per_plane": per_plane,
+            "fid_3d_features": {n: b["fid_kid"]["scopes"]["overall"]["fid"] for n, b in by_ext.items()}}
+    result["diversity"] = div.compute()
     return result, {"grid": grid}
 
 
+def feature_extractors(paths, classifier_run, clf, *, device: str, recipe=None) -> tuple[list, list[dict]]:
+    """The extractors for the generation metrics, in the order given (`--feature-extractor`,
+    repeatable), each with its file and the file's sha256; default: the evaluated classifier."""
+    from medlt.classify.extractor import classifier_extractor
+    from medlt.classify.load import checkpoint_of
+    from medlt.metrics.extractors import load_feature_extractor
+    from medlt.utils.checkpoint import file_sha256
+
+    if not paths:
+        ext = classifier_extractor(classifier_run, device)
+        return [ext], [{"name": ext.name, "source": str(clf.checkpoint_path.resolve()), "sha256": clf.checkpoint_sha256,
+             "default": True}]
+    paths = [paths] if isinstance(paths, str | Path) else list(paths)
+    exts, info = [], []
+    for p in paths:
+        ext = load_feature_extractor(p, device=device, recipe=recipe, spatial_dims=clf.spatial_dims)
+        f = checkpoint_of(p) if Path(p).is_dir() else Path(p)
+        if ext.name in {e.name for e in exts}:
+            raise DataError(f"--feature-extractor {p}: the same extractor ({ext.name}) is given twice")
+        exts.append(ext)
+        info.append({"name": ext.name, "source": str(f.resolve()), "sha256": file_sha256(f), "default": False})
+    return exts, info
+
+
 def evaluate(recipe: Recipe, classifier_run: str | Path, out_dir: str | Path, *,
-             synthetic_dir: str | Path | None = None, feature_extractor: str | Path | None = None,
+             synthetic_dir: str | Path | None = None,
+             feature_extractor: str | Path | list[str | Path] | None = None,
              feature_extractor_recipe: Recipe | None = None, feature_extractor_2d: str | Path | None = None,
              reference_classifier: str | Path | None = None, cas: bool = False,
              device: str = "cpu", show_progress: bool = True) -> tuple[dict, dict]:
-    from medlt.classify.extractor import classifier_extractor
     from medlt.data.table import load_table
     from medlt.metrics.extractors import load_feature_extractor, random_2d_extractor
 
@@ -238,25 +287,22 @@ def evaluate(recipe: Recipe, classifier_run: str | Path, out_dir: str | Path, *,
                                                              show_progress=show_progress, out_dir=out_dir)
     assets: dict = {}
     if synthetic_dir is not None:
-        if feature_extractor is None:
-            ext = classifier_extractor(classifier_run, device)
-        else:
-            ext = load_feature_extractor(feature_extractor, device=device, recipe=feature_extractor_recipe,
-                                         spatial_dims=clf.spatial_dims)
+        exts, info = feature_extractors(feature_extractor, classifier_run, clf, device=device,
+                                        recipe=feature_extractor_recipe)
         ext2d = None
         if clf.spatial_dims == 3:
             ext2d = (load_feature_extractor(feature_extractor_2d, device=device, recipe=feature_extractor_recipe,
                                             spatial_dims=2)
                      if feature_extractor_2d else random_2d_extractor(device=device, seed=recipe.seed))
-        gen, assets = generation_metrics(recipe, table, groups, Path(synthetic_dir), ext, ext2d, out_dir,
-                                         show_progress=show_progress)
+        gen, assets = generation_metrics(recipe, table, groups, Path(synthetic_dir), exts, ext2d, out_dir,
+                                         show_progress=show_progress, extractor_info=info)
         result["generation"] = gen
         from medlt.classify.synthetic_classes import synthetic_class_checks  # class fidelity, CAS
 
         gen.update(synthetic_class_checks(recipe, result, table, groups, Path(synthetic_dir), out_dir,
                                           classifier_run=classifier_run, reference_classifier=reference_classifier,
                                           cas=cas, device=device, show_progress=show_progress))
-        if feature_extractor is None and result["classifier"]["train_source"] != "real":
+        if not feature_extractor and result["classifier"]["train_source"] != "real":
             gen["warning"] = ("the default feature extractor is the evaluated classifier, which saw synthetic "
                               "images; pass --feature-extractor REAL_ONLY_RUN for a clean FID")
     return result, assets

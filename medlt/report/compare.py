@@ -37,7 +37,7 @@ def comparison_blocks(dirs: list[str | Path], *, bootstrap_resamples: int = 1000
     extra = ("macro_auroc", "mean_average_precision") if multi else ("macro_f1", "mcc")
     pretty = {"macro_f1": "macro-F1", "mcc": "MCC", "macro_auroc": "macro AUROC", "mean_average_precision": "mAP"}
     headers = ["run", "trained on", "method", "role", "bAcc" + (" (TPR+TNR)/2" if multi else " (mean recall)"),
-               "95% CI", "head", "medium", "tail", *[pretty[e] for e in extra], "FID overall", "feature extractor"]
+               "95% CI", "head", "medium", "tail", *[pretty[e] for e in extra], "FID overall (class-matched)", "feature extractor"]
     rows = []
     for d, r in zip(dirs, reps, strict=True):
         gen = r.get("generation") or {}
@@ -47,7 +47,7 @@ def comparison_blocks(dirs: list[str | Path], *, bootstrap_resamples: int = 1000
             rows.append([Path(d).name, r["classifier"]["train_source"], r["classifier"]["method"],
                          role_title(role, m), m.get(key), ci_text(_g(m, "confidence_intervals", key)),
                          *[_g(m, gkey, g) for g in ("head", "medium", "tail")],
-                         *[m.get(e) for e in extra], _g(gen, "fid_kid", "scopes", "overall", "fid"),
+                         *[m.get(e) for e in extra], _g(gen, "by_extractor", gen.get("feature_extractor"), "fid_kid", "scopes", "overall", "fid"),
                          gen.get("feature_extractor", "–")])
     blocks = [("h", 1, "medlt run comparison"), ("table", headers, rows)]
     if not multi:

@@ -124,61 +124,9 @@ def build_blocks(result: dict, assets: dict) -> list[tuple]:
             b.append(("img", f"confusion_{r}.png", figures.confusion_matrix_png(
                 m["confusion_matrix"], names, f"Confusion matrix, {title}"), f"Confusion matrix, {title}"))
 
-    gen = result.get("generation")
-    if gen:
-        b.append(("h", 2, "Synthetic images"))
-        b.append(("p", f"{gen['n_synthetic']} synthetic images from `{gen['synthetic_dir']}` against "
-                       f"{gen['n_real_train']} real images ({gen.get('real_reference', 'real training split')}). Feature extractor: `{gen['feature_extractor']}` "
-                       f"(FID/KID are only comparable under the same extractor)."))
-        if gen.get("warning"):
-            b.append(("p", "Warning: " + gen["warning"]))
-        sc = gen["fid_kid"]["scopes"]
-        b.append(("h", 3, f"FID and KID ({gen['feature_extractor']})"))
-        b.append(("table", ["scope", "real", "synthetic", "FID", "KID mean", "KID std"],
-                  [[s, v["n_real"], v["n_synthetic"], v["fid"], v["kid_mean"], v["kid_std"]] for s, v in sc.items()]))
-        cls_fid = [_g(sc, f"class:{n}", "fid") for n in names]
-        cls_kid = [_g(sc, f"class:{n}", "kid_mean") for n in names]
-        b.append(("img", "fid_per_class.png", figures.per_class_bars_png(
-            names, {"FID": cls_fid}, ylabel="FID", title=f"Per-class FID ({gen['feature_extractor']})",
-            ylim01=False), "Per-class FID"))
-        b.append(("img", "kid_per_class.png", figures.per_class_bars_png(
-            names, {"KID": cls_kid}, ylabel="KID", title=f"Per-class KID ({gen['feature_extractor']})",
-            ylim01=False), "Per-class KID"))
-        if "fid_2_5d" in gen:
-            f25 = gen["fid_2_5d"]
-            b.append(("h", 3, f"CT 2.5D FID ({f25['feature_extractor']}) and 3D-feature FID"))
-            b.append(("p", f"2.5D: {f25['definition']}. 3D-feature FID overall "
-                           f"({gen['fid_3d_features']['feature_extractor']}): {figures_fmt(gen['fid_3d_features']['overall'])}."))
-            b.append(("table", ["scope", "2.5D FID (mean)"] + [f"{p} FID" for p in f25["planes"]],
-                      [[s, v] + [_g(f25["per_plane"][p], "scopes", s, "fid") for p in f25["planes"]]
-                       for s, v in f25["per_scope_mean"].items()]))
-        div = gen["diversity"]
-        b.append(("h", 3, "Diversity (mean pairwise MS-SSIM within class; lower = more diverse)"))
-        b.append(("p", f"MONAI MultiScaleSSIMMetric, kernel {div['settings']['kernel_size']}, scale weights "
-                       f"{div['settings']['weights']}, data range 2; at most {div['settings']['max_pairs_per_class']} "
-                       f"pairs per class. Mean over classes: {figures_fmt(div['mean_ms_ssim'])}."))
-        b.append(("table", ["class", "pairs", "MS-SSIM"],
-                  [[n, div["per_class_pairs"][n], div["per_class_ms_ssim"][n]] for n in names]))
-        mem = gen["memorization"]
-        b.append(("h", 3, "Memorization"))
-        b.append(("p", f"{mem['definition']}. Threshold distance {figures_fmt(mem['threshold_distance'])}; "
-                       f"near-copies overall: {mem['near_copies_overall']} "
-                       f"({figures_fmt(mem['near_copy_share_overall'])})."))
-        b.append(("table", ["class", "synthetic", "near-copies", "share"],
-                  [[n, mem["per_class_synthetic"][n], mem["per_class_near_copies"][n],
-                    mem["per_class_near_copy_share"][n]] for n in names]))
-        b.append(("table", ["rank", "synthetic id", "real id", "distance", "near-copy", "image"],
-                  [[i, p["synthetic_id"], p["real_id"], p["distance"], p["near_copy"], p.get("png", "")]
-                   for i, p in enumerate(mem["closest_pairs"])]))
-        out_dir = assets.get("out_dir")
-        for i, p in enumerate(mem["closest_pairs"][:4]):
-            if out_dir and p.get("png") and (Path(out_dir) / p["png"]).is_file():
-                b.append(("img", f"pair_{i:02d}.png", (Path(out_dir) / p["png"]).read_bytes(),
-                          f"Closest pair {i}: synthetic {p['synthetic_id']} vs real {p['real_id']}"))
-        if assets.get("grid"):
-            per = max((len(v["real"]) for v in assets["grid"].values()), default=0) or 1
-            b.append(("img", "samples.png", figures.sample_grid_png(assets["grid"], per),
-                      "Samples per class, real beside synthetic"))
+    from medlt.report.generation_sections import generation_blocks  # FID/KID, 2.5D, diversity, memorization
+
+    b += generation_blocks(result, assets)
     from medlt.report.class_sections import class_check_blocks  # class fidelity, CAS
 
     b += class_check_blocks(result)

@@ -88,17 +88,36 @@ def test_report_numbers_match_metric_functions(world):
     fs = clf.features(torch.stack([syn[i]["image"] for i in range(len(syn))]))
     gen = rep["generation"]
     assert gen["feature_extractor"].startswith("classifier:resnet18-2d[train=real]@")
-    assert gen["fid_kid"]["extractor"] == gen["feature_extractor"]
-    assert gen["fid_kid"]["scopes"]["overall"]["fid"] == pytest.approx(frechet_distance(fr, fs), rel=1e-4)
-    assert set(gen["fid_kid"]["scopes"]) >= {"overall", "group:head", "group:tail", "class:Rare"}
+    fk = gen["by_extractor"][gen["feature_extractor"]]["fid_kid"]
+    assert fk["extractor"] == gen["feature_extractor"]
+    assert fk["pooled"]["fid"] == pytest.approx(frechet_distance(fr, fs), rel=1e-4)
+    assert set(fk["scopes"]) == {"overall", "group:head", "group:medium", "group:tail"}
+    # Rare has 6 < evaluate.min_real_per_class (10) real images: no value, in no scope
+    assert fk["per_class"]["Rare"]["status"] == "too_few_real_images" and fk["per_class"]["Rare"]["fid"] is None
+    assert fk["scopes"]["overall"]["classes"] == ["Big", "Mid"]
+    # class-matched overall FID = FID between the uniform mixtures of the per-class moments
+    from medlt.metrics import mixture_moments
+    from medlt.metrics.frechet import frechet_distance_from_moments
+
+    ry = torch.tensor([int(real[i]["label"]) for i in range(len(real))])
+    sy = torch.tensor([int(syn[i]["label"]) for i in range(len(syn))])
+
+    def mix(f, y):
+        parts = [f[y == c].double() for c in (0, 1)]
+        return mixture_moments([0.5, 0.5], [p.mean(0) for p in parts], [torch.cov(p.T) for p in parts])
+
+    assert fk["scopes"]["overall"]["fid"] == pytest.approx(
+        frechet_distance_from_moments(*mix(fr, ry), *mix(fs, sy)), rel=1e-4)
 
 
 def test_memorization_flags_planted_copy_and_html_is_self_contained(world):
     out = world["base"] / "eval_real"
-    mem = json.loads((out / "report.json").read_text())["generation"]["memorization"]
-    assert mem["per_class_near_copies"]["Rare"] >= 1
+    gen = json.loads((out / "report.json").read_text())["generation"]
+    mem = gen["by_extractor"][gen["feature_extractor"]]["memorization"]
+    assert mem["per_class"]["Rare"]["n_flagged"] >= 1
     top = mem["closest_pairs"][0]
-    assert top["synthetic_id"] == world["planted"] and top["real_id"] == "p_train_2_0.png" and top["near_copy"]
+    assert top["synthetic_id"] == world["planted"] and top["real_id"] == "p_train_2_0.png" and top["flagged"]
+    assert top["exact_copy"] and top["ratio"] == 0.0
     assert (out / top["png"]).stat().st_size > 1000
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 8
@@ -155,7 +174,7 @@ def test_cli_error_paths(world, tmp_path, capsys):
     assert code == 0, err
     gen = json.loads((tmp_path / "capped" / "report.json").read_text())["generation"]
     assert gen["n_real_train"] == 20 and "subset of 20 of the 62" in gen["real_reference"]
-    assert gen["fid_kid"]["scopes"]["overall"]["n_real"] == 20
+    assert gen["by_extractor"][gen["feature_extractor"]]["fid_kid"]["pooled"]["n_real"] == 20
     code, _, err = run_cli(["report", tmp_path], capsys)
     assert code != 0 and "no report.json" in err
     code, _, err = run_cli(["classify", r, "--out", tmp_path / "c", "--train-manifest", tmp_path / "x.csv"], capsys)
@@ -178,3 +197,40 @@ def test_crt_through_cli_uses_class_balanced_loader(world, capsys):
     final = load_checkpoint(b / "clf_crt" / "checkpoints" / "best.pt")
     assert final["stage"] == "crt"
     assert all(torch.equal(main_[k], final["model"][k]) for k in main_ if k.startswith("backbone."))
+
+
+def test_two_extractors_each_keyed_by_name_with_sha256(world, tmp_path, capsys):
+    """--feature-extractor A --feature-extractor B: every generation block per extractor, keyed by
+    its name, with the file's sha256."""
+    from medlt.utils.checkpoint import file_sha256
+
+    recipe, base = world["recipe"], world["base"]
+    ts = tmp_path / "pool.ts"
+    net = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(4), torch.nn.Flatten()).eval()
+    torch.jit.trace(net, torch.zeros(2, 1, 32, 32)).save(str(ts))
+    quick = ["--set", "evaluate.roles=[test]", "--set", "evaluate.bootstrap_resamples=0",
+             "--set", "evaluate.fid_bootstrap_replicates=0"]
+    code, _, err = run_cli(["evaluate", recipe, "--classifier", base / "clf_real", "--synthetic", base / "syn",
+                            "--out", tmp_path / "ev", "--feature-extractor", base / "clf_real",
+                            "--feature-extractor", ts, *quick], capsys)
+    assert code == 0, err
+    gen = json.loads((tmp_path / "ev" / "report.json").read_text())["generation"]
+    names = [e["name"] for e in gen["feature_extractors"]]
+    assert len(names) == 2 and names[0].startswith("classifier:") and names[1].startswith("torchscript:pool.ts@")
+    assert gen["feature_extractor"] == names[0]
+    shas = [e["sha256"] for e in gen["feature_extractors"]]
+    assert shas == [file_sha256(base / "clf_real" / "checkpoints" / "best.pt"), file_sha256(ts)]
+    assert set(gen["by_extractor"]) == set(names)
+    for n in names:
+        block = gen["by_extractor"][n]
+        assert block["fid_kid"]["extractor"] == n and block["memorization"]["feature_extractor"] == n
+        for p in block["memorization"]["closest_pairs"]:
+            assert (tmp_path / "ev" / p["png"]).is_file()
+    f0, f1 = (gen["by_extractor"][n]["fid_kid"]["pooled"]["fid"] for n in names)
+    assert f0 != f1  # different feature spaces, different numbers (never compared)
+    md = (tmp_path / "ev" / "report.md").read_text()
+    assert all(f"FID and KID ({n})" in md and f"Memorization ({n})" in md for n in names)
+    code, _, err = run_cli(["evaluate", recipe, "--classifier", base / "clf_real", "--synthetic", base / "syn",
+                            "--out", tmp_path / "ev2", "--feature-extractor", ts, "--feature-extractor", ts, *quick],
+                           capsys)
+    assert code != 0 and "given twice" in err and "Traceback" not in err

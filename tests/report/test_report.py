@@ -38,16 +38,24 @@ def make_result(seed=0, train_source="real", with_generation=True):
         g = torch.Generator().manual_seed(seed)
         real, ry = torch.randn(90, 8, generator=g), torch.randint(0, 3, (90,), generator=g)
         syn, sy = torch.randn(45, 8, generator=g) + 0.3, torch.randint(0, 3, (45,), generator=g)
-        st = ClassFeatureStats(NAMES, GROUPS, extractor_name="unit-extractor")
+        ry[:2] = 2  # class Hernia: at most a few real images -> "too few real images"
+        ry[2:] = torch.where(ry[2:] == 2, 0, ry[2:])
+        st = ClassFeatureStats(NAMES, GROUPS, extractor_name="unit-extractor", min_real_per_class=5,
+                               min_synthetic_per_class=5)
         st.update("real", real, ry)
         st.update("synthetic", syn, sy)
-        mem = MemorizationAccumulator(real, [f"r{i}" for i in range(90)], NAMES, top_k=2)
+        mem = MemorizationAccumulator(real, [f"r{i}" for i in range(90)], NAMES, GROUPS, top_k=2)
         mem.update(syn, sy, [f"s{i}" for i in range(45)])
         div = ClassDiversity(NAMES, max_pairs=5)
         div.update(torch.rand(45, 1, 32, 32, generator=g) * 2 - 1, sy)
-        res["generation"] = {"synthetic_dir": "/syn", "n_synthetic": 45, "n_real_train": 90,
-                             "feature_extractor": "unit-extractor", "fid_kid": st.compute(kid_subset_size=10),
-                             "diversity": div.compute(), "memorization": mem.compute()}
+        res["generation"] = {
+            "synthetic_dir": "/syn", "n_synthetic": 45, "n_real_train": 90, "feature_extractor": "unit-extractor",
+            "feature_extractors": [{"name": "unit-extractor", "source": "/x/e.pt", "sha256": "ef" * 32, "default": True}],
+            "by_extractor": {"unit-extractor": {
+                "feature_extractor": "unit-extractor", "source": "/x/e.pt", "sha256": "ef" * 32,
+                "fid_kid": st.compute(kid_subset_size=10, bootstrap_replicates=5),
+                "memorization": {"feature_extractor": "unit-extractor", **mem.compute()}}},
+            "diversity": div.compute()}
     return res
 
 
@@ -83,6 +91,35 @@ def test_write_report_files_and_numbers(tmp_path):
     html = paths["html"].read_text()
     assert html.count("data:image/png;base64,") == len(re.findall(r"\]\(figures/", md))
     assert not list(tmp_path.rglob("*.tmp"))  # atomic writes leave no temporaries
+
+
+def test_generation_sections_show_counts_markers_scopes_and_memorization(tmp_path):
+    res = make_result()
+    fk = res["generation"]["by_extractor"]["unit-extractor"]["fid_kid"]
+    assert fk["per_class"]["Hernia"]["status"] == "too_few_real_images"
+    paths = write_report(tmp_path, res, {})
+    md = paths["md"].read_text()
+    assert "too few real images (< 5; excluded from every mean)" in md
+    assert "FID 95% CI" in md and "classes entered" in md and "Pooled (not class-matched)" in md
+    ov = json.loads(paths["json"].read_text())["generation"]["by_extractor"]["unit-extractor"]["fid_kid"]["scopes"]
+    assert ov["overall"]["classes"] == ["No Finding", "Effusion"]
+    row = next(line for line in md.splitlines() if line.startswith("| overall |"))
+    assert "No Finding, Effusion" in row and "Hernia (too few real images)" in row and fmt(ov["overall"]["fid"]) in row
+    eff = fk["per_class"]["Effusion"]
+    assert f"| Effusion | medium | {eff['n_real']} | {eff['n_synthetic']} of {eff['n_synthetic_available']} |" in md
+    assert "Memorization (unit-extractor)" in md and "| head |" in md and "smallest ratio" in md
+    assert "sha256 `efefefefefefefef…`" in md
+    assert "Gaussian window 11 px" in md and "2 scale(s)" in md  # 32-px images
+
+
+def test_empty_plots_are_notes_not_blank_axes(tmp_path):
+    res = make_result()
+    fk = res["generation"]["by_extractor"]["unit-extractor"]["fid_kid"]
+    for row in fk["per_class"].values():
+        row.update(fid=None, kid_mean=None, fid_ci95=None, status="too_few_real_images")
+    md = write_report(tmp_path, res, {})["md"].read_text()
+    assert "No plot of per-class FID" in md and "No plot of per-class KID" in md
+    assert "fid_per_class_e0.png" not in md and not (tmp_path / "figures" / "fid_per_class_e0.png").exists()
 
 
 def test_compare_two_runs(tmp_path):
