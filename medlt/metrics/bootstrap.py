@@ -8,6 +8,8 @@ W[b, i] (how often image i was drawn in resample b), so every metric is a weight
 resamples cost a few matrix products. Intervals are percentile intervals: the (1−level)/2 and
 (1+level)/2 quantiles of the B resampled values (level 0.95 by default), NaN-aware.
 
+Resamples are processed in memory-bounded chunks (CHUNK_CELLS) drawn from one seeded generator,
+so a 20,000-image long-tailed test split costs the same memory as a small one.
 The same W applied to two runs' predictions on the same images gives the paired bootstrap of their
 difference (`paired_difference`).
 
@@ -29,12 +31,15 @@ import numpy as np
 
 from medlt.data.labels import GROUPS
 
+#: resamples are processed in chunks of at most this many (resample, image) cells (~32 MB of weights)
+CHUNK_CELLS = 4_000_000
 
-def stratified_weights(strata: np.ndarray, n_resamples: int, seed: int) -> np.ndarray:
+
+def stratified_weights(strata: np.ndarray, n_resamples: int, seed: int | np.random.Generator) -> np.ndarray:
     """(B, N) float64 multiplicities: each stratum's members resampled with replacement to its size."""
     strata = np.asarray(strata).ravel()
     n = strata.size
-    rng = np.random.default_rng(seed)
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     rows = np.arange(n_resamples, dtype=np.int64)[:, None] * n
     flat = []
     for s in np.unique(strata):
@@ -42,6 +47,21 @@ def stratified_weights(strata: np.ndarray, n_resamples: int, seed: int) -> np.nd
         flat.append((rows + members[rng.integers(0, members.size, size=(n_resamples, members.size))]).ravel())
     counts = np.bincount(np.concatenate(flat), minlength=n_resamples * n) if flat else np.zeros(0)
     return counts.reshape(n_resamples, n).astype(np.float64)
+
+
+def resampled(strata, n_resamples: int, seed: int, fn) -> dict:
+    """fn(W) -> dict of (b, ...) arrays (or dicts of them), over all resamples in memory-bounded chunks
+    drawn from one seeded generator; the chunks' results are concatenated along axis 0."""
+    rng = np.random.default_rng(seed)
+    step = max(1, CHUNK_CELLS // max(1, np.asarray(strata).size))
+    parts = [fn(stratified_weights(strata, min(step, n_resamples - i), rng)) for i in range(0, n_resamples, step)]
+
+    def cat(items):
+        if isinstance(items[0], dict):
+            return {k: cat([it[k] for it in items]) for k in items[0]}
+        return np.concatenate(items, axis=0)
+
+    return cat(parts)
 
 
 def percentile_interval(values: np.ndarray, level: float = 0.95) -> np.ndarray:
@@ -122,8 +142,8 @@ def single_label_bootstrap(y_true, y_pred, num_classes: int, groups: Sequence[st
     """Percentile intervals [low, high] for balanced_accuracy, macro_f1, group_mean_recall {group:
     [low, high] or None} and per_class_recall (one [low, high] or None per class)."""
     t = np.asarray(y_true, np.int64).ravel()
-    w = stratified_weights(t, n_resamples, seed)
-    m = single_label_metrics(confusion_matrices(w, t, y_pred, num_classes), groups)
+    m = resampled(t, n_resamples, seed, lambda w: single_label_metrics(confusion_matrices(w, t, y_pred, num_classes),
+                                                                       groups))
     return {**_about(n_resamples, seed, level, "true class"), **_interval_dict(m, level)}
 
 
@@ -187,8 +207,8 @@ def multi_label_bootstrap(y_true, y_score, groups: Sequence[str], *, threshold: 
                           n_resamples: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
     """Percentile intervals for mean_per_class_balanced_accuracy_tpr_tnr, macro_auroc,
     mean_average_precision, group_mean_balanced_accuracy_tpr_tnr and per class (TPR+TNR)/2."""
-    w = stratified_weights(rarest_positive_strata(y_true), n_resamples, seed)
-    m = multi_label_metrics(w, y_true, y_score, groups, threshold)
+    m = resampled(rarest_positive_strata(y_true), n_resamples, seed,
+                  lambda w: multi_label_metrics(w, y_true, y_score, groups, threshold))
     return {**_about(n_resamples, seed, level, "rarest positive class (or no positive label)"),
             **_interval_dict(m, level)}
 
@@ -206,17 +226,21 @@ def paired_difference(y_true, pred_a, pred_b, groups: Sequence[str], *, num_clas
     """
     if multi_label:
         strata = rarest_positive_strata(y_true)
-        w = stratified_weights(strata, n_resamples, seed)
+        both = resampled(strata, n_resamples, seed, lambda w: {
+            "a": multi_label_metrics(w, y_true, pred_a, groups, threshold),
+            "b": multi_label_metrics(w, y_true, pred_b, groups, threshold)})
+        ma, mb = both["a"], both["b"]
         one = np.ones((1, len(strata)))
-        ma, mb = (multi_label_metrics(w, y_true, p, groups, threshold) for p in (pred_a, pred_b))
         pa, pb = (multi_label_metrics(one, y_true, p, groups, threshold) for p in (pred_a, pred_b))
         keys = ("mean_per_class_balanced_accuracy_tpr_tnr", "macro_auroc", "mean_average_precision")
         gkey = "group_mean_balanced_accuracy_tpr_tnr"
     else:
         t = np.asarray(y_true, np.int64).ravel()
-        w = stratified_weights(t, n_resamples, seed)
+        both = resampled(t, n_resamples, seed, lambda w: {
+            "a": single_label_metrics(confusion_matrices(w, t, pred_a, num_classes), groups),
+            "b": single_label_metrics(confusion_matrices(w, t, pred_b, num_classes), groups)})
+        ma, mb = both["a"], both["b"]
         one = np.ones((1, t.size))
-        ma, mb = (single_label_metrics(confusion_matrices(w, t, p, num_classes), groups) for p in (pred_a, pred_b))
         pa, pb = (single_label_metrics(confusion_matrices(one, t, p, num_classes), groups) for p in (pred_a, pred_b))
         keys = ("balanced_accuracy", "macro_f1")
         gkey = "group_mean_recall"

@@ -119,3 +119,16 @@ def test_paired_difference_identical_and_better():
     s = rng.random((90, 3))
     ml = paired_difference(t, s, s, ["head", "medium", "tail"], multi_label=True, n_resamples=100)
     assert ml["macro_auroc"]["interval"] == [0.0, 0.0] and not ml["macro_auroc"]["significant"]
+
+
+def test_chunked_resampling_is_seeded_and_consistent(monkeypatch):
+    import medlt.metrics.bootstrap as bs
+
+    y, p = _single(per_class=30)
+    whole = single_label_bootstrap(y, p, 4, GROUPS, n_resamples=600, seed=4)["balanced_accuracy"]
+    monkeypatch.setattr(bs, "CHUNK_CELLS", 250)  # 2 resamples per chunk
+    chunked = single_label_bootstrap(y, p, 4, GROUPS, n_resamples=600, seed=4)["balanced_accuracy"]
+    assert chunked == single_label_bootstrap(y, p, 4, GROUPS, n_resamples=600, seed=4)["balanced_accuracy"]
+    assert np.allclose(chunked, whole, atol=0.03)
+    m = bs.resampled(y, 7, 0, lambda w: {"n": w.sum(1)})
+    assert m["n"].shape == (7,) and np.all(m["n"] == y.size)
