@@ -2,7 +2,8 @@
 
 Columns: `image` (path relative to the row's root; never absolute, never leaving that root, also
 after following symlinks), `patient_id`, `split`, one 0/1 column per class of data.classes,
-optional `id` (default: the image path), `source` ("real" default, or "synthetic") and `root`
+optional `id` (default: the image path), `source` ("real" default, "synthetic", or "copy": an extra
+training row pointing at a real file, the copies control of `medlt bench`) and `root`
 ("data" default: the path is relative to data.root; "manifest": relative to the folder holding
 this manifest file, as synth's merged.csv does for its synthetic rows), and any extra columns,
 which are kept (seed, checkpoint_sha256, guidance_scale, ...). CT manifests (NIfTI images) need the CT columns
@@ -35,7 +36,7 @@ from medlt.errors import Problem
 from medlt.recipe.data import DataConfig
 
 REQUIRED = ("image", "patient_id", "split")
-SOURCE_VALUES = ("real", "synthetic")
+SOURCE_VALUES = ("real", "synthetic", "copy")
 #: values of the optional `root` column: what a row's image path is relative to
 ROOT_VALUES = ("data", "manifest")
 CT_SUFFIXES = (".nii", ".nii.gz")
