@@ -34,7 +34,18 @@ class PhantomSummary:
         kind = "volumes" if self.layout == "ct-rate" else "images"
         return (f"{self.layout} phantom: {sum(self.images_per_split.values())} {kind} ({splits}) in "
                 f"{self.out_dir}; use it with --set data.root={self.out_dir} "
-                f"--set data.labels={self.out_dir}")
+                f"--set data.labels={self.out_dir}{self.count_note()}")
+
+    def count_note(self) -> str:
+        """Why the training split does not hold exactly --num-images items ("" when it does)."""
+        asked, got = self.parameters.get("num_images"), self.images_per_split.get("train")
+        if asked is None or got is None or asked == got:
+            return ""
+        if self.layout == "ct-rate":
+            return (f" (--num-images {asked} counts training scans; some scans have a second "
+                    f"reconstruction, so train has {got} volumes)")
+        return (f" (train has {got} images, not {asked}: the long-tail counts n_c = n_max * "
+                f"r^(c/(C-1)) are rounded and every class gets at least 1 image)")
 
 
 def _no_progress(it: Iterable, **_) -> Iterable:
