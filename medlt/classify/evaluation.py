@@ -88,7 +88,7 @@ def generation_metrics(recipe: Recipe, table, groups: list[str], synthetic_dir: 
                        extractor_info: list[dict] | None = None) -> tuple[dict, dict]:
     """Generation quality of a synthetic folder against the real training split, per feature
     extractor (`extractors`: one or several; every metric block is keyed by extractor name and
-    never compared across extractors). JSON layout: docs/evaluation.md#report-json-generation."""
+    never compared across extractors). JSON layout: docs/evaluation.md#the-generation-block-of-reportjson."""
     from torch.utils.data import DataLoader
 
     from medlt.data.loaders import build_dataset

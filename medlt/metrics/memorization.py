@@ -1,4 +1,4 @@
-"""Memorization per synthetic image by the nearest-neighbour distance ratio (DESIGN §6):
+"""Memorization per synthetic image by the nearest-neighbour distance ratio:
 
     ratio(s) = d(s, r*) / d(r*, nearest other real training image)
 
