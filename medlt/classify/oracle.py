@@ -75,7 +75,8 @@ def build_oracle(recipe: Recipe, out: str | Path, *, per_class: int | None = Non
     n = DEFAULT_PER_CLASS[fmt] if per_class is None else int(per_class)
     out = Path(out)
     pdir = out / "phantom"
-    kw = dict(per_class=n, image_size=int(params["image_size"]), seed=seed,
+    # train + balanced val for epoch selection; the test splits are unused (1 image per class)
+    kw = dict(per_class=n, image_size=int(params["image_size"]), seed=seed, per_class_test=1,
               multi_label=bool(params.get("multi_label", False)) and fmt == "nih-cxr-lt")
     marker = pdir / MARKER
     have = json.loads(marker.read_text())["parameters"] if marker.is_file() else {}
