@@ -115,15 +115,14 @@ def _rflow_loop(predict, scheduler, x: torch.Tensor, steps: int, image_shape, ca
 def _dpm_loop(predict, scheduler, x: torch.Tensor, steps: int, clip_sample: bool, callback) -> torch.Tensor:
     """DPM-Solver++ 2M (diffusers) driven with medlt's guided ε. clip_sample: the x0-prediction is
     clamped to [-1, 1] before the solver sees it (ε is replaced by (x − α·clamp(x̂0))/σ)."""
-    from medlt.diffusion.dpm_solver import dpm_solver_scheduler
+    from medlt.diffusion.dpm_solver import alpha_sigma, dpm_solver_scheduler
 
     solver = dpm_solver_scheduler(scheduler, steps)
-    acp = scheduler.alphas_cumprod.to(torch.float64)
     ts = [int(t) for t in solver.timesteps]
     for i, t in enumerate(ts):
         eps = predict(x, t)
-        if clip_sample:
-            a, s = float(acp[t]) ** 0.5, (1 - float(acp[t])) ** 0.5
+        if clip_sample:  # with the solver's own α, σ of this grid point
+            a, s = alpha_sigma(solver, i)
             x0 = ((x - s * eps) / a).clamp(-1, 1)
             eps = (x - a * x0) / s
         x = solver.step(eps, t, x, return_dict=False)[0]
