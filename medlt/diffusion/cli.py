@@ -88,6 +88,11 @@ def sample_cmd(
     w = r.sampling.guidance_scale if guidance is None else guidance
     s = r.sampling.num_inference_steps if steps is None else steps
     smp = sampler or r.sampling.sampler
+    t_max = gen.recipe.diffusion.num_train_timesteps
+    if not 1 <= s <= t_max:
+        raise MedltError(f"--steps must be between 1 and the model's num_train_timesteps={t_max} (got {s})")
+    if not w >= 0:
+        raise MedltError(f"--guidance must be >= 0 (got {w})")
     seeds = [derive_seed(seed, tag, i) for i in range(num)]
     x = gen.generate(y, seeds, guidance_scale=w, num_inference_steps=s, sampler=smp)
     out.mkdir(parents=True, exist_ok=True)

@@ -190,3 +190,15 @@ def test_train_prints_plain_progress_lines_when_not_a_terminal(tmp_path, capsys,
     assert "train: 1/2 step (50%), " in err and " step/s, " in err and "ETA " in err and "loss=" in err
     last = err.strip().splitlines()[-1]
     assert last.startswith("train: 2/2 step (100%), ") and ", done, loss=" in last
+
+
+@pytest.mark.parametrize("flag, value, expected", [("--steps", "0", "--steps must be between 1 and"),
+                                                   ("--steps", "101", "num_train_timesteps=100 (got 101)"),
+                                                   ("--guidance", "-1", "--guidance must be >= 0 (got -1.0)")])
+def test_sample_out_of_range_options_are_one_line(toy_run, capsys, flag, value, expected):
+    tmp, recipe = toy_run
+    out = tmp / f"bad-{flag}-{value}"
+    code, err = _fail(["sample", str(recipe), "--checkpoint", str(tmp / "run"), "--class", "beta", "--num", "1",
+                       "--out", str(out), flag, value], capsys)
+    assert code != 0 and len(err) == 1 and expected in err[0], err
+    assert not out.exists()
