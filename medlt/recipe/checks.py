@@ -31,6 +31,8 @@ def check_diffusion_shapes(recipe: Recipe, source: str = "<recipe>") -> None:
         raise RecipeError(f"{source}: recipe key 'model.spatial_dims': is {m.spatial_dims} but the images "
                           f"are {len(sizes)}D (data.image_size={list(recipe.data.image_size)}, "
                           f"data.ct.mode={recipe.data.ct.mode})")
+    if getattr(m, "latent", None) is not None:
+        return  # latent diffusion: the UNet sees the autoencoder's latents, checked where they are made
     f = m.downsampling_factor
     if any(s % f for s in sizes):
         fit = [max(f, round(s / f) * f) for s in recipe.data.image_size]

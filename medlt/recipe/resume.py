@@ -27,7 +27,7 @@ DIFFUSION_RESUMABLE = (
     "training.log_every_steps", "training.sample_grid_per_class", "training.device",
     "data.num_workers", "data.cache_dir", "data.cache_memory", "data.group_thresholds",
     "data.splits.val", "data.splits.test", "data.splits.test_longtail",
-    "sampling.*", "synth.*", "classifier.*", "evaluate.*",
+    "sampling.*", "synth.*", "classifier.*", "evaluate.*", "autoencoder.*",
 )
 
 #: `medlt classify` re-run in the same folder: the classifier reads seed, data and classifier only;
@@ -37,6 +37,7 @@ CLASSIFIER_RESUMABLE = (
     "data.num_workers", "data.cache_dir", "data.cache_memory", "data.group_thresholds",
     "data.splits.test", "data.splits.test_longtail",
     "model.*", "diffusion.*", "regularizers.*", "training.*", "sampling.*", "synth.*", "evaluate.*",
+    "autoencoder.*",
 )
 
 HISTORY_FILE = "resume_history.yaml"
