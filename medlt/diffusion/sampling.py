@@ -42,11 +42,12 @@ def initial_noise(generators: list[torch.Generator], image_shape: tuple[int, ...
 def sample_loop(model: nn.Module, scheduler, labels: torch.Tensor, generators: list[torch.Generator],
                 image_shape: tuple[int, ...], *, guidance_scale: float, num_inference_steps: int,
                 sampler: str = "ddim", clip_sample: bool = True, autocast: bool = False,
-                callback=None) -> torch.Tensor:
+                callback=None, clamp_output: bool = True) -> torch.Tensor:
     """Generate len(generators) samples (B, *image_shape) in model space, clamped to [-1, 1].
 
     `generators` are CPU torch.Generators, one per sample (seeded by the caller). `scheduler` is the
-    training scheduler (DDPMScheduler for ddim/ddpm/dpm++, RFlowScheduler for rflow)."""
+    training scheduler (DDPMScheduler for ddim/ddpm/dpm++, RFlowScheduler for rflow). clamp_output=False
+    (latent diffusion: latents are not bounded) returns the final x unclamped."""
     from medlt.diffusion.rflow import is_rflow
 
     if sampler not in SAMPLERS:
@@ -67,9 +68,9 @@ def sample_loop(model: nn.Module, scheduler, labels: torch.Tensor, generators: l
         return out.float()
 
     if sampler == "rflow":
-        return _rflow_loop(predict, scheduler, x, num_inference_steps, image_shape, callback)
+        return _rflow_loop(predict, scheduler, x, num_inference_steps, image_shape, callback, clamp_output)
     if sampler == "dpm++":
-        return _dpm_loop(predict, scheduler, x, num_inference_steps, clip_sample, callback)
+        return _dpm_loop(predict, scheduler, x, num_inference_steps, clip_sample, callback, clamp_output)
     scheduler.set_timesteps(num_inference_steps)
     ts = [int(t) for t in scheduler.timesteps]
     acp = scheduler.alphas_cumprod.to(torch.float64)
@@ -94,10 +95,11 @@ def sample_loop(model: nn.Module, scheduler, labels: torch.Tensor, generators: l
                 x = mean
         if callback is not None:
             callback(i, len(ts))
-    return x.clamp(-1, 1)
+    return x.clamp(-1, 1) if clamp_output else x
 
 
-def _rflow_loop(predict, scheduler, x: torch.Tensor, steps: int, image_shape, callback) -> torch.Tensor:
+def _rflow_loop(predict, scheduler, x: torch.Tensor, steps: int, image_shape, callback,
+                clamp_output: bool = True) -> torch.Tensor:
     """Euler steps on MONAI's flow-time grid (T, ..., then 0): x_t′ = x_t + ((t − t′)/T)·ṽ; the same
     update as RFlowScheduler.step for integer times, without its integer cast of the next time."""
     from medlt.diffusion.rflow import sampling_timesteps
@@ -109,10 +111,11 @@ def _rflow_loop(predict, scheduler, x: torch.Tensor, steps: int, image_shape, ca
         x = x + ((ts[i] - ts[i + 1]) / T) * v
         if callback is not None:
             callback(i, len(ts) - 1)
-    return x.clamp(-1, 1)
+    return x.clamp(-1, 1) if clamp_output else x
 
 
-def _dpm_loop(predict, scheduler, x: torch.Tensor, steps: int, clip_sample: bool, callback) -> torch.Tensor:
+def _dpm_loop(predict, scheduler, x: torch.Tensor, steps: int, clip_sample: bool, callback,
+              clamp_output: bool = True) -> torch.Tensor:
     """DPM-Solver++ 2M (diffusers) driven with medlt's guided ε. clip_sample: the x0-prediction is
     clamped to [-1, 1] before the solver sees it (ε is replaced by (x − α·clamp(x̂0))/σ)."""
     from medlt.diffusion.dpm_solver import alpha_sigma, dpm_solver_scheduler
@@ -128,4 +131,4 @@ def _dpm_loop(predict, scheduler, x: torch.Tensor, steps: int, clip_sample: bool
         x = solver.step(eps, t, x, return_dict=False)[0]
         if callback is not None:
             callback(i, len(ts))
-    return x.clamp(-1, 1)
+    return x.clamp(-1, 1) if clamp_output else x
