@@ -50,7 +50,8 @@ def sample_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (PNGs, NIfTI for 3D, contact_sheet.png)."),
     guidance: float = typer.Option(None, "--guidance", "-w", help="Guidance scale ω (default: recipe sampling.guidance_scale)."),
     steps: int = typer.Option(None, "--steps", help="Sampling steps (default: recipe sampling.num_inference_steps)."),
-    sampler: str = typer.Option(None, "--sampler", help="ddim or ddpm (default: recipe sampling.sampler)."),
+    sampler: str = typer.Option(None, "--sampler", help="ddim | ddpm | dpm++ (ε-prediction models) or rflow "
+                                "(rectified-flow models) (default: recipe sampling.sampler)."),
     seed: int = typer.Option(None, "--seed", help="Image i uses seed derive_seed(seed, label, i) "
                              "(default: the recipe's seed)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
@@ -126,7 +127,51 @@ def _check_classes(recipe, label_space, checkpoint: Path) -> None:
                               f"trained with")
 
 
+def tune_guidance_cmd(
+    recipe: Path = RECIPE_ARG,
+    checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="Diffusion run folder or RUN/checkpoints/last.pt."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder: guidance.json and guidance.png."),
+    reference_classifier: Path = typer.Option(..., "--reference-classifier", help="The fixed judge and feature "
+                                              "extractor: a `medlt classify` or `medlt oracle` run/.pt trained on "
+                                              "real (or phantom) images with the recipe's classes."),
+    scales: str = typer.Option(",".join(f"{s:g}" for s in (0.0, 0.5, 1.0, 1.6, 2.5, 4.0)), "--scales",
+                               help="Comma-separated guidance scales to try."),
+    steps: int = typer.Option(None, "--steps", min=1, help="Sampling steps (default: recipe sampling.num_inference_steps)."),
+    sampler: str = typer.Option(None, "--sampler", help="Sampler (default: recipe sampling.sampler)."),
+    per_class: int = typer.Option(16, "--per-class", min=2, help="Synthetic images per class and scale "
+                                  "(the same seeds at every scale)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    sets: list[str] = SET_OPT,
+) -> None:
+    """Pick one classifier-free guidance scale per class group (head / medium / tail).
+
+    For each scale, samples --per-class images of every class and scores them on the real
+    balanced-val split with class-matched FID/KID and class fidelity (features and judgements of the
+    --reference-classifier). Per group it takes, among the scales whose FID lies within the 95%
+    interval of the group's best FID, the one with the highest class fidelity. Writes
+    OUT/guidance.json (use it with `medlt synth --guidance-from OUT/guidance.json`) and
+    OUT/guidance.png (FID and fidelity vs scale, one line per group).
+    """
+    import torch
+
+    from medlt.diffusion.tune_guidance import tune_guidance
+    from medlt.errors import MedltError
+
+    try:
+        values = [float(v) for v in scales.split(",") if v.strip()]
+    except ValueError:
+        raise MedltError(f"--scales must be comma-separated numbers, got '{scales}'") from None
+    r = load_recipe_cli(recipe, sets)
+    dev = "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
+    res = tune_guidance(r, checkpoint, reference_classifier, out, scales=values, steps=steps, sampler=sampler,
+                        per_class=per_class, device=dev, log=lambda s: typer.echo(s, err=True))
+    for g, c in res["choice"].items():
+        typer.echo(f"{g}: guidance scale {c['scale']:g} ({c['reason']})")
+    typer.echo(f"written: {out / 'guidance.json'}, {out / 'guidance.png'}")
+
+
 def register(app: typer.Typer) -> None:
-    """Add `train` and `sample` to the top-level `medlt` app."""
+    """Add `train`, `sample` and `tune-guidance` to the top-level `medlt` app."""
     app.command("train")(train_cmd)
     app.command("sample")(sample_cmd)
+    app.command("tune-guidance")(tune_guidance_cmd)
