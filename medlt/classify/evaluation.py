@@ -137,6 +137,7 @@ def generation_metrics(recipe: Recipe, table, groups: list[str], synthetic_dir: 
         for batch in progress(DataLoader(ds, batch_size=bs, shuffle=False), desc=f"features {side}",
                               unit="batch", disable=not show_progress):
             x, y = batch["image"].float(), torch.as_tensor(batch["label"])
+            x, y = (t.as_tensor() if hasattr(t, "as_tensor") else t for t in (x, y))  # MONAI's batch meta breaks slicing
             feats = [e(x) for e in extractors]
             for st, f in zip(stats, feats, strict=True):
                 st.update(side, f, y)
