@@ -114,5 +114,8 @@ def load_generator(checkpoint: str | Path, device: str | torch.device = "cpu") -
         raise CheckpointError(f"{path}: EMA weights do not fit the recipe's model "
                               f"({str(e).splitlines()[0]})") from None
     model.to(device)
-    return Generator(model, recipe, label_space, [int(c) for c in state["train_class_counts"]],
-                     file_sha256(path), device, step=int(state.get("step", 0)))
+    gen = Generator(model, recipe, label_space, [int(c) for c in state["train_class_counts"]],
+                    file_sha256(path), device, step=int(state.get("step", 0)))
+    from medlt.autoencoder.generator import with_latent_decoder
+
+    return with_latent_decoder(gen, state, path, device)  # latent diffusion: decodes its samples

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import torch
 
+from medlt.autoencoder.latents import prepare_training_data
 from medlt.data.bad_images import write_skipped_images
-from medlt.diffusion.data import TrainData, from_recipe
+from medlt.diffusion.data import TrainData
 from medlt.diffusion.ema import EMA
 from medlt.diffusion.images import class_rows, labelled_grid, save_png
 from medlt.diffusion.label_samplers import LabelBank
@@ -69,13 +70,14 @@ def _check_resume(state: dict, recipe: Recipe, path: Path) -> dict:
                                source=str(path))
 
 
-def save_sample_grid(ema_model, scheduler, recipe: Recipe, label_space, path: Path, step: int) -> Path:
+def save_sample_grid(ema_model, scheduler, recipe: Recipe, label_space, path: Path, step: int,
+                     latent=None) -> Path:
     """Rows = classes (labelled), columns = `training.sample_grid_per_class` samples (EMA weights)."""
     names, labels = class_rows(label_space)
     n = recipe.training.sample_grid_per_class
     labels = labels.repeat_interleave(n, dim=0)
     gens = [torch.Generator().manual_seed(derive_seed(recipe.seed, "grid", i)) for i in range(len(labels))]
-    image_shape = (recipe.model.in_channels, *recipe.data.image_size)
+    image_shape = latent.latent_shape if latent else (recipe.model.in_channels, *recipe.data.image_size)
     chunks = []
     bs = recipe.sampling.batch_size
     for s in range(0, len(labels), bs):
@@ -83,8 +85,9 @@ def save_sample_grid(ema_model, scheduler, recipe: Recipe, label_space, path: Pa
                                   guidance_scale=recipe.sampling.guidance_scale,
                                   num_inference_steps=recipe.sampling.num_inference_steps,
                                   sampler=recipe.sampling.sampler,
-                                  clip_sample=recipe.diffusion.clip_sample).cpu())
-    grid = labelled_grid(torch.cat(chunks), names, n)
+                                  clip_sample=recipe.diffusion.clip_sample, clamp_output=latent is None).cpu())
+    x = torch.cat(chunks)
+    grid = labelled_grid(latent.decode(x) if latent else x, names, n)  # latent: decoded images
     return save_png(path, grid, step=step, guidance_scale=recipe.sampling.guidance_scale)
 
 
@@ -122,7 +125,8 @@ def train(recipe: Recipe, out_dir: str | Path, *, resume: bool = False, data: Tr
     # recipe problems first (before any data is read)
     regs = build_regularizers(recipe.regularizers, fine_tuning=tc.init_checkpoint is not None)
 
-    data = data or from_recipe(recipe)
+    # latent diffusion (model.latent): the training set as cached autoencoder latents
+    data, latent = prepare_training_data(recipe, data, device, resume_state=state)
     ls = data.label_space
     bank = LabelBank(data.class_counts, ls.multi_label, data.label_vectors)
     model = build_model(recipe.model, ls).to(device)
@@ -176,6 +180,7 @@ def train(recipe: Recipe, out_dir: str | Path, *, resume: bool = False, data: Tr
                 "lr_scheduler": sched.state_dict(), "step": step, "rng": rng_state(),
                 "recipe": recipe_to_dict(recipe), "label_space": ls.to_dict(),
                 "train_class_counts": [int(c) for c in data.class_counts],
+                **(latent.checkpoint_entry() if latent else {}),
             })
         last_good = step
         barrier()
@@ -249,7 +254,7 @@ def train(recipe: Recipe, out_dir: str | Path, *, resume: bool = False, data: Tr
                 grid_every = tc.sample_grid_every_steps
                 if info.is_main and grid_every and (step % grid_every == 0 or step == tc.max_steps):
                     save_sample_grid(ema.model, scheduler, recipe, ls,
-                                     out / "samples" / f"step_{step:07d}.png", step)
+                                     out / "samples" / f"step_{step:07d}.png", step, latent)
     finally:
         bar.close()
         if tb is not None:

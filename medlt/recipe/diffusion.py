@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from medlt.recipe.autoencoder import LatentConfig
 from medlt.recipe.base import (
     Count,
     KeyProblem,
@@ -39,6 +40,10 @@ class ModelConfig(Section):
     multi_label_conditioning: Literal["time-embedding", "cross-attention"] = "time-embedding"
     #: width of the context tokens in the cross-attention variant
     cross_attention_dim: Count = 64
+    #: latent diffusion: {autoencoder: RUN} of `medlt train-autoencoder`; the UNet then sees latents
+    #: (in_channels = the autoencoder's latent_channels, size = image size / its downsampling).
+    #: None = pixel space
+    latent: LatentConfig | None = None
 
     @model_validator(mode="after")
     def _unet_shapes(self):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
+from medlt.recipe.autoencoder import AutoencoderConfig, check_latent_recipe
 from medlt.recipe.base import KeyProblem, NonNegativeInt, Section
 from medlt.recipe.data import DataConfig
 from medlt.recipe.diffusion import (
@@ -31,6 +32,8 @@ class Recipe(Section):
     synth: SynthConfig = Field(default_factory=SynthConfig)
     classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    #: the autoencoder of latent diffusion (`medlt train-autoencoder`; see model.latent)
+    autoencoder: AutoencoderConfig = Field(default_factory=AutoencoderConfig)
 
     @model_validator(mode="after")
     def _cross_section(self):
@@ -42,6 +45,7 @@ class Recipe(Section):
         if self.sampling.sampler not in fits:
             raise KeyProblem("sampling.sampler", f"'{self.sampling.sampler}' does not fit diffusion.objective="
                              f"{self.diffusion.objective}; use one of: {', '.join(fits)}")
+        check_latent_recipe(self)
         n, fmt = len(self.data.image_size), self.data.format
         want = {"nih-cxr-lt": 2, "mimic-cxr-lt": 2, "ct-rate": 3}.get(fmt)
         if want is not None and n != want:
