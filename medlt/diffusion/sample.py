@@ -63,22 +63,29 @@ class Generator:
             raise DataError(f"class index out of range 0..{k - 1}: {labels.tolist()}")
         return labels
 
-    def generate(self, labels: torch.Tensor, seeds: Sequence[int], *, guidance_scale: float,
+    def generate(self, labels: torch.Tensor, seeds: Sequence[int], *, guidance_scale: float | Sequence[float],
                  num_inference_steps: int, sampler: str = "ddim", batch_size: int | None = None,
                  callback=None) -> torch.Tensor:
-        """(B, C, H, W[, D]) float32 on CPU in model space, clamped to [-1, 1]."""
+        """(B, C, H, W[, D]) float32 on CPU in model space, clamped to [-1, 1]. `guidance_scale`: one
+        ω for all, or one per sample (the same image as a batch of that ω alone)."""
         check_sampler(sampler, self.recipe.diffusion.objective)
         labels = self._check_labels(labels)
         seeds = [int(s) for s in seeds]
         if len(seeds) != labels.shape[0]:
             raise DataError(f"{labels.shape[0]} labels but {len(seeds)} seeds")
+        per_sample = not isinstance(guidance_scale, int | float)
+        if per_sample:
+            scales = torch.as_tensor([float(w) for w in guidance_scale], dtype=torch.float32)
+            if scales.numel() != len(seeds):
+                raise DataError(f"{len(seeds)} seeds but {scales.numel()} guidance scales")
         bs = batch_size or self.recipe.sampling.batch_size
         autocast = self.device.type == "cuda" and self.recipe.training.precision != "fp32"
         out = []
         for start in range(0, len(seeds), bs):
             gens = [torch.Generator().manual_seed(s) for s in seeds[start:start + bs]]
+            w = scales[start:start + bs] if per_sample else guidance_scale
             x = sample_loop(self.model, self.scheduler, labels[start:start + bs], gens, self.image_shape,
-                            guidance_scale=guidance_scale, num_inference_steps=num_inference_steps,
+                            guidance_scale=w, num_inference_steps=num_inference_steps,
                             sampler=sampler, clip_sample=self.recipe.diffusion.clip_sample,
                             autocast=autocast, callback=callback)
             out.append(x.float().cpu())

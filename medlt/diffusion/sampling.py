@@ -24,14 +24,22 @@ SAMPLERS = ("ddim", "ddpm", "dpm++", "rflow")
 def guided_eps(model: nn.Module, x: torch.Tensor, timesteps: torch.Tensor, labels: torch.Tensor,
                guidance_scale: float) -> torch.Tensor:
     """ε̃ = (1 + w)·ε(x, y) − w·ε(x, ∅) over all output channels (rectified flow: the same on v); conditional and unconditional rows
-    go through the network in one batched forward. w = 0: conditional only (one pass)."""
+    go through the network in one batched forward. w = 0: conditional only (one pass).
+
+    `guidance_scale`: one float, or a (B,) tensor with one w per sample (`medlt synth --guidance-from`)."""
     b = x.shape[0]
-    if guidance_scale == 0:
+    if torch.is_tensor(guidance_scale):
+        w = guidance_scale.to(x.device, torch.float32).reshape(b, *([1] * (x.dim() - 1)))
+        conditional_only = not bool((w != 0).any())
+    else:
+        w = float(guidance_scale)
+        conditional_only = w == 0
+    if conditional_only:
         return model(x, timesteps, labels, torch.zeros(b, dtype=torch.bool, device=x.device))
     uncond = torch.cat([torch.zeros(b, dtype=torch.bool), torch.ones(b, dtype=torch.bool)]).to(x.device)
     eps = model(torch.cat([x, x]), torch.cat([timesteps, timesteps]), torch.cat([labels, labels]), uncond)
     cond, unc = eps.chunk(2)
-    return (1 + guidance_scale) * cond - guidance_scale * unc
+    return (1 + w) * cond - w * unc
 
 
 def initial_noise(generators: list[torch.Generator], image_shape: tuple[int, ...]) -> torch.Tensor:

@@ -31,7 +31,11 @@ def synth(
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (created; re-use it to resume)."),
     quota: str = typer.Option(None, "--quota", help="to_head | to_count:N | to_ratio:R (default: recipe synth.quota)."),
     guidance: float = typer.Option(None, "--guidance", help="Classifier-free guidance scale w (default: recipe sampling.guidance_scale)."),
-    sampler: str = typer.Option(None, "--sampler", help="ddim | ddpm (default: recipe sampling.sampler)."),
+    guidance_from: Path = typer.Option(None, "--guidance-from", help="A `medlt tune-guidance` OUT/guidance.json: each "
+                                       "image gets its class group's scale (multi-label: the rarest group among its "
+                                       "labels); manifest.csv records each row's scale."),
+    sampler: str = typer.Option(None, "--sampler", help="ddim | ddpm | dpm++ (ε-prediction) or rflow (rectified flow) "
+                                "(default: recipe sampling.sampler)."),
     steps: int = typer.Option(None, "--steps", help="Sampling steps (default: recipe sampling.num_inference_steps)."),
     batch_size: int = typer.Option(None, "--batch-size", help="Images per generator call (default: recipe synth.batch_size; keep it when resuming)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan, write OUT/plan.json, generate nothing."),
@@ -57,7 +61,7 @@ def synth(
         raise MedltError("the quality filter needs both --filter-classifier and --min-confidence")
     if dry_run:
         res = run_synth(rec, out, quota=quota, guidance_scale=guidance, sampler=sampler, steps=steps,
-                        batch_size=batch_size, dry_run=True, show_progress=False)
+                        batch_size=batch_size, dry_run=True, show_progress=False, guidance_from=guidance_from)
         console.print(plan_table(res.plan))
         console.print(f"rule: {res.plan.rule}")
         if "plan" in res.outputs:
@@ -77,10 +81,13 @@ def synth(
         res = run_synth(rec, out, checkpoint=checkpoint, quota=quota, guidance_scale=guidance,
                         sampler=sampler, steps=steps, batch_size=batch_size, classifier=clf,
                         classifier_sha256=clf_sha, min_confidence=min_confidence, rank=dist.rank,
-                        world_size=dist.world_size, device=str(dist.device))
+                        world_size=dist.world_size, device=str(dist.device), guidance_from=guidance_from)
         if dist.is_main:
             console.print(plan_table(res.plan, title=f"synthesised: quota {res.plan.quota}, "
                                                      f"{len(res.final_jobs)} images"))
+            if isinstance(res.settings.get("guidance_scale"), dict):
+                console.print("guidance per group (--guidance-from): " + ", ".join(
+                    f"{g} {w:g}" for g, w in res.settings["guidance_scale"].items()))
             console.print(f"{res.written} file(s) written by rank 0, {res.skipped_batches} finished "
                           f"batch(es) skipped, {res.seconds:.1f} s")
             for name, p in res.outputs.items():

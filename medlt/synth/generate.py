@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 
 from medlt.errors import CheckpointError, DataError, MedltError
+from medlt.recipe.diffusion import SAMPLERS_BY_OBJECTIVE
+from medlt.synth.guidance import apply_guidance_file, check_tuned_for, job_scales
 from medlt.synth.jobs import Job, batches, rank_batches, replacement_jobs
 from medlt.synth.manifest import write_manifests, write_merged_recipe
 from medlt.synth.plan import SynthPlan, build_plan, check_resume, train_label_matrix, write_plan
@@ -57,8 +59,10 @@ def sampling_settings(recipe, *, guidance_scale: float | None = None, sampler: s
         "steps": int(recipe.sampling.num_inference_steps if steps is None else steps),
         "batch_size": int(recipe.synth.batch_size if batch_size is None else batch_size),
     }
-    if s["sampler"] not in ("ddim", "ddpm"):
-        raise MedltError(f"--sampler '{s['sampler']}' is unknown; choose one of: ddim, ddpm")
+    fits = SAMPLERS_BY_OBJECTIVE[recipe.diffusion.objective]
+    if s["sampler"] not in fits:
+        raise MedltError(f"--sampler '{s['sampler']}' does not fit diffusion.objective={recipe.diffusion.objective}; "
+                         f"choose one of: {', '.join(fits)}")
     if s["steps"] < 1:
         raise MedltError(f"--steps must be >= 1, got {s['steps']}")
     if s["batch_size"] < 1:
@@ -126,8 +130,9 @@ class _Runner:
         return list(json.loads(self._record_path(batch).read_text())["rejected"])
 
     def _generate(self, batch: Sequence[Job]) -> np.ndarray:
+        w = self.settings["guidance_scale"]
         x = self.gen.generate(_labels_tensor(batch, self.multi_label), [j.seed for j in batch],
-                              guidance_scale=self.settings["guidance_scale"],
+                              guidance_scale=job_scales(batch, self.settings) if isinstance(w, dict) else w,
                               num_inference_steps=self.settings["steps"], sampler=self.settings["sampler"])
         x = x.detach().float().cpu().numpy()
         if x.shape[0] != len(batch):
@@ -174,13 +179,15 @@ def run_synth(recipe, out_dir: str | Path, *, generator=None, checkpoint: str | 
               sampler: str | None = None, steps: int | None = None, batch_size: int | None = None,
               dry_run: bool = False, classifier=None, classifier_sha256: str | None = None,
               min_confidence: float | None = None, rank: int = 0, world_size: int = 1,
-              device: str = "cpu", show_progress: bool = True) -> SynthResult:
+              device: str = "cpu", show_progress: bool = True,
+              guidance_from: str | Path | None = None) -> SynthResult:
     """Plan and (unless dry_run) generate a class-balanced synthetic training set into `out_dir`.
 
     `generator` (an object with `.generate`, `.label_space`, `.checkpoint_sha256`, `.image_shape`)
     or `checkpoint` (loaded with medlt.diffusion.sample.load_generator). `table` defaults to
     `medlt.data.table.load_table(recipe)`. Under torchrun pass rank/world_size; every rank calls
-    this, rank 0 writes plan.json and the manifests.
+    this, rank 0 writes plan.json and the manifests. `guidance_from`: a `medlt tune-guidance`
+    guidance.json; each row then gets its group's scale (medlt.synth.guidance).
     """
     from medlt.utils.distributed import barrier
 
@@ -193,6 +200,10 @@ def run_synth(recipe, out_dir: str | Path, *, generator=None, checkpoint: str | 
     plan = make_plan(recipe, table, quota)
     settings: dict[str, Any] = {"quota": str(plan.quota), **sampling_settings(
         recipe, guidance_scale=guidance_scale, sampler=sampler, steps=steps, batch_size=batch_size)}
+    if guidance_from is not None:
+        if guidance_scale is not None:
+            raise MedltError("--guidance and --guidance-from exclude each other")
+        apply_guidance_file(settings, guidance_from, plan)
     settings["filter"] = None
     if classifier is not None or min_confidence is not None:
         if classifier is None or min_confidence is None:
@@ -236,6 +247,7 @@ def run_synth(recipe, out_dir: str | Path, *, generator=None, checkpoint: str | 
         raise CheckpointError(f"filter classifier classes {list(clf_space.names)} differ from the "
                               f"generator's {list(gen_names)}")
     settings["checkpoint_sha256"] = str(generator.checkpoint_sha256)
+    check_tuned_for(settings, settings["checkpoint_sha256"])
     image_shape = tuple(int(s) for s in getattr(generator, "image_shape", ()) or ())
     # DICOM output: the real training images' field of view over the output grid (or no spacing)
     spacing_2d = cxr_output_spacing(table.frame.loc[table.frame["split"] == recipe.data.splits.train, "image"],

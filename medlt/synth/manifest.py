@@ -28,6 +28,7 @@ import pandas as pd
 
 from medlt.data.labels import LabelSpace
 from medlt.errors import DataError
+from medlt.synth.guidance import job_scales
 from medlt.synth.jobs import Job
 from medlt.synth.writers import OutputLayout, synthetic_patient_id
 from medlt.utils.atomic import atomic_write_text
@@ -45,13 +46,14 @@ def _csv_text(df: pd.DataFrame) -> str:
 def synthetic_rows(jobs: Sequence[Job], layout: OutputLayout, label_space: LabelSpace, train_split: str,
                    settings: dict[str, Any]) -> pd.DataFrame:
     rows = []
-    for j in jobs:
+    scales = job_scales(jobs, settings)  # one scale, or each row's group scale (--guidance-from)
+    for j, scale in zip(jobs, scales, strict=True):
         row: dict[str, Any] = {"id": j.id, "image": layout.relpath(j), "patient_id": synthetic_patient_id(j),
                                "split": train_split}
         row.update({n: int(v) for n, v in zip(label_space.names, j.label, strict=True)})
         row.update({"source": "synthetic", "seed": str(j.seed),
                     "checkpoint_sha256": settings.get("checkpoint_sha256"),
-                    "guidance_scale": settings.get("guidance_scale"), "sampler": settings.get("sampler"),
+                    "guidance_scale": scale, "sampler": settings.get("sampler"),
                     # as text: next to real rows (no value) a number column would turn 5 into "5.0"
                     "steps": None if settings.get("steps") is None else str(int(settings["steps"]))})
         row.update(layout.extra_columns(j))

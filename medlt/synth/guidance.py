@@ -1,0 +1,65 @@
+"""Per-group guidance scales for `medlt synth --guidance-from DIR/guidance.json` (written by
+`medlt tune-guidance`).
+
+Each synthetic row gets the scale of its class group (head / medium / tail, from the training
+counts, as in the plan). Multi-label: the scale of the *rarest* group among the row's positive
+labels (tail before medium before head), so a row that carries a tail class is guided like a tail
+class. The settings then hold `guidance_scale` as {group: scale} (plan.json, resume check) and
+manifest.csv's `guidance_scale` column holds each row's own scale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from medlt.errors import MedltError
+from medlt.synth.jobs import Job
+from medlt.utils.checkpoint import file_sha256
+
+RARITY = {"head": 0, "medium": 1, "tail": 2}
+
+
+def row_group(job: Job, class_groups: Sequence[str]) -> str:
+    """The rarest group among the job's positive labels (its driving class when it has none)."""
+    positives = [c for c, v in enumerate(job.label) if v] or [job.driver]
+    return max((class_groups[c] for c in positives), key=RARITY.__getitem__)
+
+
+def job_scales(jobs: Sequence[Job], settings: dict[str, Any]) -> list[float | None]:
+    """Each job's guidance scale: the one scale, or its group's scale under --guidance-from."""
+    w = settings.get("guidance_scale")
+    if isinstance(w, dict):
+        groups = settings["guidance_groups"]
+        return [float(w[row_group(j, groups)]) for j in jobs]
+    return [None if w is None else float(w)] * len(jobs)
+
+
+def apply_guidance_file(settings: dict[str, Any], path: str | Path, plan) -> None:
+    """Put the file's per-group scales into `settings` (MedltError when a group with jobs has none)."""
+    from medlt.diffusion.tune_guidance import load_guidance_scales
+
+    scales, data = load_guidance_scales(path)
+    groups = [c.group for c in plan.classes]
+    needed = {row_group(j, groups) for j in plan.jobs}
+    missing = sorted(needed - set(scales), key=RARITY.__getitem__)
+    if missing:
+        classes = [c.name for c in plan.classes if c.group in missing]
+        raise MedltError(f"--guidance-from {path}: no scale for group(s) {missing} (classes {classes[:5]}); "
+                         f"re-run `medlt tune-guidance` with this recipe")
+    settings["guidance_scale"] = {g: scales[g] for g in sorted(needed, key=RARITY.__getitem__)}
+    settings["guidance_groups"] = groups
+    settings["guidance_from"] = {"path": str(Path(path).resolve()), "sha256": file_sha256(path),
+                                 "tuned_for_checkpoint_sha256": (data.get("generator") or {}).get("checkpoint_sha256")}
+
+
+def check_tuned_for(settings: dict[str, Any], checkpoint_sha256: str) -> None:
+    """MedltError when the guidance file was tuned on another generator checkpoint."""
+    src = settings.get("guidance_from")
+    if not src:
+        return
+    tuned = src.get("tuned_for_checkpoint_sha256")
+    if tuned and tuned != checkpoint_sha256:
+        raise MedltError(f"--guidance-from {src['path']} was tuned for checkpoint sha256 {tuned[:12]}..., this "
+                         f"checkpoint is {checkpoint_sha256[:12]}...; run `medlt tune-guidance` on this checkpoint")
