@@ -43,6 +43,7 @@ def _register_areas() -> None:
     # Imported here so `medlt --help` stays fast: each area's cli module defers heavy imports
     # (torch, monai) into its command bodies.
     from medlt.autoencoder import cli as autoencoder_cli
+    from medlt.bench import cli as bench_cli
     from medlt.classify import cli as classify_cli
     from medlt.data import cli as data_cli
     from medlt.diffusion import cli as diffusion_cli
@@ -50,7 +51,8 @@ def _register_areas() -> None:
     from medlt.report import cli as report_cli
     from medlt.synth import cli as synth_cli
 
-    for area in (phantom_cli, data_cli, diffusion_cli, autoencoder_cli, synth_cli, classify_cli, report_cli):
+    for area in (phantom_cli, data_cli, diffusion_cli, autoencoder_cli, synth_cli, classify_cli, report_cli,
+                 bench_cli):
         area.register(app)
 
 

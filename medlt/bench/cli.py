@@ -1,0 +1,108 @@
+"""`medlt bench`: does each long-tail method help the tail? Methods x seeds, two controls, one judge."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from medlt.cliutils import RECIPE_ARG, SET_OPT
+
+HELP = """Benchmark long-tail diffusion methods against two controls, over seeds, with one judge.
+
+For each method x generator seed: train the diffusion model (the recipe with only `regularizers:`
+and the seed changed), synthesize with the recipe's quota, train the downstream classifier on real
++ synthetic (once per classifier seed), evaluate. Once per classifier seed: the real-only classifier
+and the copies control (real + copies of real training images, as many per label vector as the
+synthetic set adds: a manifest whose extra rows point at real files, source=copy). Every cell is an
+ordinary run folder (`medlt report DIR/<method>/g0/c0/eval` opens one).
+
+Judge: on a phantom, a `medlt oracle` trained on a balanced phantom from another seed is both the
+class-fidelity reference classifier and the FID/KID feature extractor of every cell; on real data
+pass --reference-classifier (else the real-only classifier of the first classifier seed is used).
+
+Methods: plain (no regularizer), cbdm, overlap, ccua with the README's example weights; `a+b`
+combines (e.g. cbdm+ccua). Presets: cpu (32 px phantom, `make bench-evidence`, <= 60 min on 2
+cores), gpu (one H100/H200, bf16, bench/evidence_gpu.sh); their --set overrides come before yours.
+
+Writes DIR/bench.json, DIR/bench.md and DIR/bench.html (self-contained, plots) atomically. Re-running
+the same command skips finished cells (DIR/<cell>/cell.json) and resumes or redoes the rest;
+--dry-run lists the cells and which are done. Example:
+medlt bench recipes/phantom/bench_cpu.yaml --preset cpu --out runs/bench
+"""
+
+
+def bench(
+    recipe: Path = RECIPE_ARG,
+    out: Path = typer.Option(..., "--out", "-o", help="Bench folder (created; re-use it to resume).",
+                             show_default=False),
+    methods: str = typer.Option(None, "--methods", help="Comma-separated methods (default: the preset's, else "
+                                "plain,cbdm,overlap,ccua)."),
+    seeds: str = typer.Option(None, "--seeds", help="Generator seeds, comma-separated (default: the preset's, "
+                              "else 0,1,2)."),
+    classifier_seeds: str = typer.Option(None, "--classifier-seeds", help="Downstream classifier seeds, "
+                                         "comma-separated (default: the preset's, else 0)."),
+    preset: str = typer.Option(None, "--preset", help="cpu | gpu: recipe sizes and default seeds for that "
+                               "budget (see docs/benchmark.md)."),
+    reference_classifier: Path = typer.Option(None, "--reference-classifier", help="Class fidelity judge and "
+                                              "feature extractor for every cell (a `medlt classify` run trained "
+                                              "on real data). Default: the phantom oracle (phantoms), else the "
+                                              "real-only classifier of the first classifier seed."),
+    feature_extractor: Path = typer.Option(None, "--feature-extractor", help="Another FID/KID/memorization "
+                                           "extractor for every cell (default: the judge)."),
+    oracle_per_class: int = typer.Option(None, "--oracle-per-class", min=2, help="Phantom oracle: balanced "
+                                         "training images per class (default: the preset's, else 60)."),
+    probe_per_class: int = typer.Option(None, "--probe-per-class", min=0, help="Judge each generator on a "
+                                        "balanced probe set of N synthetic images per class (the head included); "
+                                        "0 = judge the quota set itself. Default: the preset's, else 0."),
+    cas: bool = typer.Option(True, "--cas/--no-cas", help="Classification Accuracy Score per generator "
+                             "(trains one extra classifier on synthetic images only)."),
+    bootstrap_resamples: int = typer.Option(1000, "--bootstrap-resamples", min=1, help="Resamples of the "
+                                            "paired bootstrap of the Δ bAcc intervals."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the cells and which are done; run nothing."),
+    sets: list[str] = SET_OPT,
+) -> None:
+    from medlt.bench.cells import Runner, plan_cells
+    from medlt.bench.methods import parse_methods, parse_seeds
+    from medlt.bench.presets import get_preset
+    from medlt.bench.settings import check_settings, is_phantom, write_settings
+    from medlt.bench.table import build_table, write_table
+    from medlt.cliutils import load_recipe_cli
+
+    p = get_preset(preset)
+    all_sets = [*(p.sets if p else []), *(sets or [])]
+    m = parse_methods(methods or (p.methods if p else "plain,cbdm,overlap,ccua"))
+    s = parse_seeds(seeds or (p.seeds if p else "0,1,2"))
+    k = parse_seeds(classifier_seeds or (p.classifier_seeds if p else "0"), "--classifier-seeds")
+    r = load_recipe_cli(recipe, all_sets, uses=("diffusion", "classifier"))
+    use_oracle = reference_classifier is None and is_phantom(r)
+    plan = plan_cells(out, m, s, k, use_oracle)
+    settings = {"recipe_file": str(recipe), "preset": preset, "sets": all_sets, "methods": m, "seeds": s,
+                "classifier_seeds": k, "oracle_per_class": oracle_per_class or (p.oracle_per_class if p else None),
+                "oracle_epochs": p.oracle_epochs if p else None, "cas": cas,
+                "probe_per_class": probe_per_class if probe_per_class is not None else (p.probe_per_class if p else 0),
+                "reference_classifier": str(reference_classifier) if reference_classifier else None,
+                "feature_extractor": str(feature_extractor) if feature_extractor else None}
+    check_settings(out, r, settings)
+    if dry_run:
+        done = sum(c.done for c in plan.cells)
+        for i, c in enumerate(plan.cells, 1):
+            typer.echo(f"{i:3d}/{len(plan.cells)} {'done ' if c.done else 'to do'}  {c.label:<45} "
+                       f"{c.dir.relative_to(out)}")
+        typer.echo(f"{done} of {len(plan.cells)} cells done; nothing was run (--dry-run)")
+        return
+    write_settings(out, r, settings)
+    runner = Runner(r, plan, oracle_per_class=settings["oracle_per_class"], oracle_epochs=settings["oracle_epochs"],
+                    reference=reference_classifier, feature_extractor=feature_extractor, cas=cas,
+                    probe_per_class=settings["probe_per_class"])
+    ran = runner.run()
+    table = build_table(plan, runner.judge(), settings, n_resamples=bootstrap_resamples)
+    paths = write_table(out, table)
+    typer.echo(paths["md_text"])
+    typer.echo(f"{len(ran)} cell(s) run, {len(plan.cells) - len(ran)} already done; table: "
+               f"{paths['json']}, {paths['md']}, {paths['html']}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add `medlt bench`."""
+    app.command("bench", help=HELP)(bench)

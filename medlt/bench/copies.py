@@ -1,0 +1,80 @@
+"""The copies control: the real training set plus oversampled copies of real training images, as
+many per label vector as the synthetic set adds (the synthesis plan's jobs).
+
+Written as one medlt manifest (DIR/copies.csv, format `manifest`): every real row of the recipe's
+table (root=data, source=real) and, per planned synthetic image, one extra training row pointing at
+an existing real training file with the same label vector (root=data, source=copy, id
+`copy<NNNNN>__<real id>`); no image file is written. Which real image backs each copy: a seeded
+permutation of the real training rows with that label vector, cycled, so copies spread evenly
+(every image is copied floor or ceil of n_copies / n_real times). Multi-label: a planned vector
+with no real row falls back to the rows containing the planned (driving) class.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from medlt.errors import DataError
+from medlt.utils.atomic import atomic_write_text
+from medlt.utils.seeding import derive_seed
+
+
+def copies_frame(recipe, table, quota: str | None = None) -> pd.DataFrame:
+    """Real rows + copy rows (manifest columns) for `recipe`'s training table and synth quota."""
+    from medlt.synth.generate import make_plan
+    from medlt.synth.manifest import real_root, real_rows
+    from medlt.synth.plan import train_label_matrix
+
+    ls = table.label_space
+    plan = make_plan(recipe, table, quota)
+    root = real_root(table.frame, recipe.data.root)
+    real = real_rows(table.frame, ls, root)
+    train_split = recipe.data.splits.train
+    train = real[real["split"] == train_split].reset_index(drop=True)
+    y = train_label_matrix(table.frame, ls, train_split)
+    if len(train) != len(y):
+        raise DataError("copies control: the training rows and their labels disagree in number")
+    by_vec: dict[tuple[int, ...], list[int]] = {}
+    for i, row in enumerate(y):
+        by_vec.setdefault(tuple(int(v) for v in row), []).append(i)
+    rng = np.random.default_rng(derive_seed(recipe.seed, "copies-control"))
+    pools: dict[tuple, list[int]] = {}
+    used: dict[tuple, int] = {}
+    rows = []
+    for n, job in enumerate(plan.jobs):
+        key = tuple(int(v) for v in job.label)
+        cand = by_vec.get(key)
+        if not cand:
+            cand = [i for i in range(len(y)) if y[i, job.driver] > 0]
+            key = ("driver", job.driver)
+        if not cand:
+            raise DataError(f"copies control: class '{ls.names[job.driver]}' has no real training image to copy")
+        if key not in pools:
+            pools[key] = [cand[j] for j in rng.permutation(len(cand))]
+            used[key] = 0
+        src = train.iloc[pools[key][used[key] % len(pools[key])]]
+        used[key] += 1
+        r = src.copy()
+        r["id"] = f"copy{n:05d}__{src['id']}"
+        r["source"] = "copy"
+        r["split"] = train_split
+        rows.append(r)
+    copies = pd.DataFrame(rows, columns=real.columns)
+    return pd.concat([real, copies], ignore_index=True)
+
+
+def write_copies_manifest(recipe, table, out_dir: str | Path, quota: str | None = None) -> Path:
+    """DIR/copies.csv (atomic) and DIR/copies.root.txt (the real data.root, which
+    `medlt classify --train-manifest` reads). Returns the manifest's path."""
+    from medlt.synth.manifest import real_root
+
+    out_dir = Path(out_dir)
+    frame = copies_frame(recipe, table, quota)
+    buf = io.StringIO()
+    frame.to_csv(buf, index=False, lineterminator="\n")
+    atomic_write_text(out_dir / "copies.root.txt", f"{real_root(table.frame, recipe.data.root)}\n")
+    return atomic_write_text(out_dir / "copies.csv", buf.getvalue())

@@ -1,0 +1,60 @@
+"""DIR/bench.settings.json: what a bench folder was run with, so a re-run can only resume it.
+
+The resolved base recipe (after the preset's and the user's --set) must be the same on a re-run;
+methods and seeds may change (cells are keyed by method and seed, so new ones are added and
+finished ones are kept).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from medlt.errors import RecipeError
+from medlt.utils.atomic import atomic_write_text
+
+FILE = "bench.settings.json"
+#: keys a re-run may change without invalidating finished cells
+FREE_KEYS = ("methods", "seeds", "classifier_seeds", "recipe_file", "sets", "preset")
+
+
+def is_phantom(recipe) -> bool:
+    from medlt.phantom.write import LAYOUTS, MARKER
+
+    return recipe.data.format in LAYOUTS and (Path(recipe.data.root) / MARKER).is_file()
+
+
+def _flat(d, prefix=""):
+    if isinstance(d, dict):
+        out = {}
+        for k, v in d.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: d}
+
+
+def check_settings(out: Path, recipe, settings: dict) -> None:
+    """RecipeError when OUT holds a bench run with another resolved recipe or judge."""
+    from medlt.recipe import recipe_to_dict
+
+    f = Path(out) / FILE
+    if not f.is_file():
+        return
+    old = json.loads(f.read_text())
+    a = _flat(json.loads(json.dumps(old.get("recipe", {}), default=str)))
+    b = _flat(json.loads(json.dumps(recipe_to_dict(recipe), default=str)))
+    diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    if diff:
+        raise RecipeError(f"{out} holds a bench run with another recipe (recipe key(s) {', '.join(diff[:5])} "
+                          f"differ); re-run it with the same recipe and --set, or choose another --out")
+    for k, v in settings.items():
+        if k not in FREE_KEYS and old.get("settings", {}).get(k) != v:
+            raise RecipeError(f"{out} holds a bench run with another {k} ({old.get('settings', {}).get(k)!r}, "
+                              f"now {v!r}); choose another --out")
+
+
+def write_settings(out: Path, recipe, settings: dict) -> Path:
+    from medlt.recipe import recipe_to_dict
+
+    d = {"recipe": recipe_to_dict(recipe), "settings": settings}
+    return atomic_write_text(Path(out) / FILE, json.dumps(d, indent=1, default=str) + "\n")
