@@ -1,12 +1,15 @@
-"""Help text that wraps at the terminal's width instead of at the source's line breaks.
+"""Help text that fits the terminal: no option name cut, no sentence broken at a source line break.
 
-Typer's rich help keeps the single line breaks of a command's docstring after its first
-paragraph, then wraps each source line again at the terminal width, so an 80-column terminal
-showed sentences cut in the middle. `reflow` joins the lines of each paragraph (a blank line
-separates paragraphs) and keeps only the breaks that carry meaning: before a list item
-("- ", "* ", "1. "), before an indented line, and everywhere in a paragraph that starts with
-click's no-rewrap marker "\\b". `tidy_help(app)` applies it to every command of a Typer app
-and of its sub-apps, once, after the verbs are registered.
+Two problems of Typer's rich help, both seen at 80 columns:
+- its option tables shrink every column to fit, so long option names ("--feature-extractor-recipe",
+  "--bootstrap-resamples") were cut with "…" as soon as a verb had a few of them;
+- it keeps the single line breaks of a docstring after the first paragraph and wraps each source
+  line again, so sentences broke in the middle.
+`tidy_help(app)` therefore renders help with click's plain formatter (`rich_markup_mode=None`:
+option names are never shortened, a long one puts its help on the next line, paragraphs are
+re-wrapped to the terminal, at most 80 columns wide), and reflows every command's help
+(`reflow`: joins the lines of each paragraph, keeping breaks before list items, indented lines and
+in paragraphs that start with click's no-rewrap marker "\\b") so either formatter reads well.
 """
 
 from __future__ import annotations
@@ -35,13 +38,28 @@ def reflow(text: str) -> str:
     return "\n\n".join(out)
 
 
-def tidy_help(app) -> None:
-    """Reflow the help of every command registered on a Typer `app` and its sub-apps (in place)."""
+def _first_paragraph(text: str) -> str:
+    return text.split("\n\n", 1)[0].replace("\n", " ").strip()
+
+
+def tidy_help(app, *, plain: bool = True) -> None:
+    """Reflow the help of every command registered on a Typer `app` and its sub-apps (in place);
+    `plain`: render with click's formatter (set on the top-level app, sub-apps inherit it).
+    Each command's one-line summary in the verb list is its whole first paragraph (click would
+    otherwise cut it at a few dozen characters with "...")."""
+    if plain:
+        app.rich_markup_mode = None
     for cmd in app.registered_commands:
         text = cmd.help if cmd.help is not None else inspect.getdoc(cmd.callback)
         if text:
             cmd.help = reflow(text)
+            if cmd.short_help is None:
+                cmd.short_help = _first_paragraph(cmd.help)
     for group in app.registered_groups:
         sub = group.typer_instance
-        if sub is not None:
-            tidy_help(sub)
+        if sub is None:
+            continue
+        text = group.help if isinstance(group.help, str) else sub.info.help
+        if isinstance(text, str) and text and not isinstance(group.short_help, str):
+            group.short_help = _first_paragraph(reflow(text))
+        tidy_help(sub, plain=False)
