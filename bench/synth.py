@@ -1,15 +1,27 @@
-"""Synthesis throughput, measured side by side in one run.
+"""Synthesis benchmarks, in two clearly separate sections (`--section`).
 
-1. images/s of DDIM-50 with batched classifier-free guidance (conditional + unconditional rows in
-   one forward) against the reference sampler, 1000-step ancestral DDPM, on the same randomly
-   initialised model and the same batch of labels/seeds;
-2. images/s of `medlt synth` under `torchrun --nproc_per_node 2` against `--nproc_per_node 1`
-   (CPU, gloo), same recipe, checkpoint and plan (the time is the synth run itself, from plan to
-   manifest, as reported by rank 0; process start-up is excluded).
+quality (default): speed AND quality of every sampler side by side in one run, on phantom generators
+   trained long enough for class-dependent samples (recipes/phantom/nih_cxr_lt.yaml: 32 px, 400
+   steps by default). One ε-prediction generator serves 1000-step ancestral DDPM (the reference),
+   DDIM-50, DDIM-25, DPM++-20 and DPM++-10; one rectified-flow generator, trained on the same data
+   with the same steps (diffusion.objective rflow), serves rflow-30 and rflow-10. Every row samples
+   the same `--per-class` images of every class (same seeds) and reports images/s, its speed-up over
+   the reference, and class-matched FID (overall and per group, medlt.metrics.feature_stats) against
+   the real training split, with one fixed extractor: the penultimate features of a phantom oracle
+   (`medlt oracle`: a classifier trained on a balanced phantom from another seed). The goal column
+   marks samplers at >= 50x the reference whose FID is within the reference's 95% interval (<= its
+   upper end).
 
-    OMP_NUM_THREADS=1 python bench/synth.py [--size 32] [--batch 8] [--synth-images 48]
+       OMP_NUM_THREADS=1 python bench/synth.py                 # full size (minutes on a GPU)
+       OMP_NUM_THREADS=1 python bench/synth.py --smoke         # end-to-end check, tiny settings
 
-Prints a table with the ratios. On a shared 2-core machine the torchrun ratio is bounded by the
+throughput: images/s of DDIM-50 with batched guidance against 1000-step ancestral DDPM on one
+   random UNet, and `medlt synth` under `torchrun --nproc_per_node 2` against 1 process (CPU, gloo),
+   same recipe, checkpoint and plan (synth time as reported by rank 0; process start-up excluded).
+
+       OMP_NUM_THREADS=1 python bench/synth.py --section throughput [--size 32] [--batch 8]
+
+Each section prints one table. On a shared 2-core machine the torchrun ratio is bounded by the
 cores actually free.
 """
 
@@ -81,6 +93,7 @@ def make_checkpoint(recipe_path: Path, path: Path) -> Path:
 
 
 def bench_samplers(ckpt: Path, batch: int, ddim_steps: int, ddpm_steps: int, guidance: float) -> list[tuple]:
+    """throughput section: DDIM vs ancestral DDPM on one random UNet."""
     from medlt.diffusion.sample import load_generator
 
     gen = load_generator(ckpt)
@@ -120,17 +133,126 @@ def bench_torchrun(recipe: Path, ckpt: Path, work: Path, steps: int, batch: int)
     return rows
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", type=int, default=32)
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--ddim-steps", type=int, default=50)
-    ap.add_argument("--ddpm-steps", type=int, default=1000)
-    ap.add_argument("--guidance", type=float, default=1.0)
-    ap.add_argument("--synth-images", type=int, default=48)
-    ap.add_argument("--synth-steps", type=int, default=20)
-    args = ap.parse_args()
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+# ----------------------------------------------------------------------------- section: quality
+
+QUALITY_ROWS = (  # (label, generator, sampler, steps); steps None = the reference's --ref-steps
+    ("DDPM ancestral (reference)", "epsilon", "ddpm", None),
+    ("DDIM-50", "epsilon", "ddim", 50),
+    ("DDIM-25", "epsilon", "ddim", 25),
+    ("DPM++-20", "epsilon", "dpm++", 20),
+    ("DPM++-10", "epsilon", "dpm++", 10),
+    ("rflow-30", "rflow", "rflow", 30),
+    ("rflow-10", "rflow", "rflow", 10),
+)
+
+
+def _quality_recipes(phantom: Path, args) -> dict:
+    from medlt.recipe import load_recipe
+
+    sets = [f"data.root={phantom}", f"data.labels={phantom}", f"training.max_steps={args.train_steps}",
+            "training.sample_grid_every_steps=0", f"training.checkpoint_every_steps={args.train_steps}",
+            f"training.device={args.device}", f"classifier.epochs={args.oracle_epochs}",
+            f"classifier.device={args.device}"]
+    base = REPO / "recipes" / "phantom" / "nih_cxr_lt.yaml"
+    return {"epsilon": load_recipe(base, sets),
+            "rflow": load_recipe(base, sets + ["diffusion.objective=rflow", "sampling.sampler=rflow"])}
+
+
+def bench_quality(args, work: Path) -> tuple[list[dict], dict]:
+    from medlt.classify.load import load_classifier
+    from medlt.classify.oracle import build_oracle
+    from medlt.classify.reference import reference_name
+    from medlt.data.loaders import build_dataloader
+    from medlt.diffusion.sample import load_generator
+    from medlt.diffusion.train import train
+    from medlt.metrics.feature_stats import ClassFeatureStats
+    from medlt.phantom import write_phantom
+    from medlt.utils.seeding import derive_seed
+
+    phantom = work / "phantom"
+    write_phantom("nih-cxr-lt", phantom, num_images=args.phantom_images, image_size=32, seed=0)
+    recipes = _quality_recipes(phantom, args)
+    gens = {}
+    for objective, rec in recipes.items():
+        print(f"[quality] training the {objective} generator ({args.train_steps} steps)", file=sys.stderr)
+        gens[objective] = load_generator(train(rec, work / f"run_{objective}"), device=args.device)
+    print("[quality] training the phantom oracle (feature extractor)", file=sys.stderr)
+    build_oracle(recipes["epsilon"], work / "oracle", per_class=args.oracle_per_class, show_progress=False)
+    ref = load_classifier(work / "oracle", device=args.device)
+    ls = gens["epsilon"].label_space
+    groups = ls.groups(gens["epsilon"].train_class_counts, tuple(recipes["epsilon"].data.group_thresholds))
+    real = [(ref.features(b["image"]), b["label"])
+            for b in build_dataloader(recipes["epsilon"], "train", 64, shuffle=False)]
+    k = ls.num_classes
+    labels = torch.arange(k).repeat_interleave(args.per_class)
+    seeds = [derive_seed(0, "bench-quality", int(c), i % args.per_class) for i, c in enumerate(labels)]
+    rows = []
+    for name, objective, sampler, steps in QUALITY_ROWS:
+        steps = args.ref_steps if steps is None else steps
+        gen = gens[objective]
+        gen.generate(labels[:2], seeds[:2], guidance_scale=args.guidance, num_inference_steps=2, sampler=sampler)
+        if args.device == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        x = gen.generate(labels, seeds, guidance_scale=args.guidance, num_inference_steps=steps, sampler=sampler,
+                         batch_size=args.batch)
+        if args.device == "cuda":
+            torch.cuda.synchronize()
+        dt = time.perf_counter() - t0
+        stats = ClassFeatureStats(ls.names, groups, extractor_name=reference_name(ref),
+                                  fid_samples_per_class=args.per_class, min_real_per_class=2,
+                                  min_synthetic_per_class=2, seed=0)
+        for f, y in real:
+            stats.update("real", f, y)
+        for s in range(0, len(x), 256):
+            stats.update("synthetic", ref.features(x[s:s + 256]), labels[s:s + 256])
+        res = stats.compute(kid_subset_size=args.per_class, kid_num_subsets=10,
+                            bootstrap_replicates=args.fid_bootstrap)
+        sc = res["scopes"]
+        rows.append({"name": f"DDPM-{steps} ancestral (reference)" if sampler == "ddpm" else name,
+                     "sampler": sampler, "steps": steps, "images": len(x), "seconds": dt, "ips": len(x) / dt,
+                     "fid": sc["overall"]["fid"], "ci": sc["overall"]["fid_ci95"],
+                     **{g: sc.get(f"group:{g}", {}).get("fid") for g in ("head", "medium", "tail")}})
+        print(f"[quality] {rows[-1]['name']}: {len(x) / dt:.2f} img/s, FID {_f(rows[-1]['fid'])}", file=sys.stderr)
+    info = {"extractor": reference_name(ref), "train_steps": args.train_steps, "per_class": args.per_class,
+            "classes": k, "device": args.device}
+    return rows, info
+
+
+def _f(v, nd=2) -> str:
+    return "n/a" if v is None or v != v else f"{v:.{nd}f}"
+
+
+def print_quality(rows: list[dict], info: dict, guidance: float) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    ref = rows[0]
+    hi = ref["ci"][1] if ref["ci"] else ref["fid"]
+    t = Table(title=f"samplers vs {ref['name']} on the NIH phantom (32 px, {info['classes']} classes x "
+                    f"{info['per_class']} images, generators trained {info['train_steps']} steps, guidance "
+                    f"{guidance:g}, device {info['device']}); class-matched FID vs the real training split, "
+                    f"extractor {info['extractor']}")
+    for c in ("sampler", "images/s", "speed-up", "FID overall [95% CI]", "FID head", "FID medium", "FID tail",
+              ">= 50x and FID <= ref. CI upper"):
+        t.add_column(c, justify="left" if c == "sampler" else "right")
+    goal = []
+    for r in rows:
+        speed = r["ips"] / ref["ips"]
+        ci = f" [{_f(r['ci'][0])}, {_f(r['ci'][1])}]" if r["ci"] else ""
+        ok = r is not ref and speed >= 50 and r["fid"] is not None and hi is not None and r["fid"] <= hi
+        if ok:
+            goal.append(r["name"])
+        t.add_row(r["name"], f"{r['ips']:.2f}", f"{speed:.1f}x", f"{_f(r['fid'])}{ci}", _f(r["head"]),
+                  _f(r["medium"]), _f(r["tail"]), "" if r is ref else ("yes" if ok else "no"))
+
+    Console(width=200).print(t)
+    print(f"goal (>= 50x at FID within the reference's interval): {', '.join(goal) if goal else 'not met'}")
+
+
+# -------------------------------------------------------------------------- section: throughput
+
+def run_throughput(args) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -138,7 +260,7 @@ def main() -> None:
         work = Path(d)
         recipe = make_dataset(work / "data", args.size, args.synth_images)
         ckpt = make_checkpoint(recipe, work / "run/checkpoints/last.pt")
-        samp = bench_samplers(ckpt, args.batch, args.ddim_steps, args.ddpm_steps, args.guidance)
+        samp = bench_samplers(ckpt, args.batch, args.ddim_steps, args.ref_steps, args.guidance)
         tr = bench_torchrun(recipe, ckpt, work, args.synth_steps, args.batch)
 
     t = Table(title=f"synthesis throughput (CPU threads/process={torch.get_num_threads()}, "
@@ -147,9 +269,50 @@ def main() -> None:
         t.add_column(c, justify="left" if c == "what" else "right")
     for name, n, dt, ips in samp + tr:
         t.add_row(name, str(n), "" if dt is None else f"{dt:.2f}", "" if ips is None else f"{ips:.2f}")
-    t.add_row(f"[b]ratio DDIM-{args.ddim_steps} / DDPM-{args.ddpm_steps}[/b]", "", "", f"[b]{samp[0][3] / samp[1][3]:.1f}x[/b]")
+    t.add_row(f"[b]ratio DDIM-{args.ddim_steps} / DDPM-{args.ref_steps}[/b]", "", "", f"[b]{samp[0][3] / samp[1][3]:.1f}x[/b]")
     t.add_row("[b]ratio torchrun x2 / x1[/b]", "", "", f"[b]{tr[1][3] / tr[0][3]:.2f}x[/b]")
     Console().print(t)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap.add_argument("--section", choices=("quality", "throughput"), default="quality")
+    ap.add_argument("--smoke", action="store_true", help="quality: tiny settings that only check the script "
+                    "end to end (numbers meaningless)")
+    ap.add_argument("--device", default="auto", help="auto | cpu | cuda (quality)")
+    ap.add_argument("--guidance", type=float, default=1.0)
+    ap.add_argument("--ref-steps", type=int, default=1000, help="steps of the ancestral DDPM reference")
+    ap.add_argument("--batch", type=int, default=None, help="images per generator call (quality 256, throughput 8)")
+    q = ap.add_argument_group("quality")
+    q.add_argument("--train-steps", type=int, default=400)
+    q.add_argument("--per-class", type=int, default=50, help="synthetic images per class and sampler")
+    q.add_argument("--phantom-images", type=int, default=None, help="training images of the phantom (default: "
+                   "the phantom's own default)")
+    q.add_argument("--oracle-per-class", type=int, default=60)
+    q.add_argument("--oracle-epochs", type=int, default=4)
+    q.add_argument("--fid-bootstrap", type=int, default=50)
+    t = ap.add_argument_group("throughput")
+    t.add_argument("--size", type=int, default=32)
+    t.add_argument("--ddim-steps", type=int, default=50)
+    t.add_argument("--synth-images", type=int, default=48)
+    t.add_argument("--synth-steps", type=int, default=20)
+    args = ap.parse_args()
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.section == "throughput":
+        args.batch = args.batch or 8
+        run_throughput(args)
+        return
+    args.batch = args.batch or 256
+    if args.smoke:
+        args.train_steps, args.per_class, args.ref_steps = 3, 2, 20
+        args.phantom_images, args.oracle_per_class, args.oracle_epochs, args.fid_bootstrap = 120, 3, 1, 5
+    os.environ.setdefault("MEDLT_PROGRESS", "off")
+    with tempfile.TemporaryDirectory() as d:
+        rows, info = bench_quality(args, Path(d))
+    print_quality(rows, info, args.guidance)
 
 
 if __name__ == "__main__":
