@@ -61,8 +61,10 @@ def has_values(series: dict[str, Sequence[float | None]]) -> bool:
 
 def per_class_bars_png(names: Sequence[str], series: dict[str, Sequence[float | None]], *, ylabel: str,
                        title: str, ylim01: bool = True,
-                       errors: dict[str, Sequence[Sequence[float] | None]] | None = None) -> bytes:
-    """Grouped bars per class; `errors`: per series, a (low, high) interval per class (or None)."""
+                       errors: dict[str, Sequence[Sequence[float] | None]] | None = None,
+                       missing_note: str | None = None) -> bytes:
+    """Grouped bars per class; `errors`: per series, a (low, high) interval per class (or None);
+    `missing_note`: text written at the foot of classes without any value (e.g. "too few images")."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(_width(len(names)), 3.8))
     k = max(len(series), 1)
@@ -75,6 +77,12 @@ def per_class_bars_png(names: Sequence[str], series: dict[str, Sequence[float | 
             yerr = np.array([[max(0.0, y - i[0]) if (i and _finite(y) and _finite(i[0])) else 0.0 for y, i in zip(v, iv, strict=True)],
                              [max(0.0, i[1] - y) if (i and _finite(y) and _finite(i[1])) else 0.0 for y, i in zip(v, iv, strict=True)]])
         ax.bar(np.arange(len(names)) + (j - (k - 1) / 2) * w, v, width=w, label=label, yerr=yerr, capsize=2)
+    if missing_note:
+        ax.set_xlim(-0.7, len(names) - 0.3)
+        for i in range(len(names)):
+            if not any(_finite(vals[i]) for vals in series.values()):
+                ax.text(i, 0.02, missing_note, rotation=90, ha="center", va="bottom", fontsize=7, color="#888",
+                        transform=ax.get_xaxis_transform())
     ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
     ax.set_ylabel(ylabel)
     if ylim01:

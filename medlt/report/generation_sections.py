@@ -38,7 +38,8 @@ def _plot_or_note(b: list, file_name: str, names, series: dict, *, ylabel: str, 
         b.append(("p", f"No plot of {what}: no class has a value."))
         return
     b.append(("img", file_name, figures.per_class_bars_png(names, series, ylabel=ylabel, title=title, ylim01=False,
-                                                           errors=errors), title))
+                                                           errors=errors, missing_note="no value (too few images)"),
+              title))
 
 
 def fid_kid_blocks(fk: dict, names: list[str], tag: str, title_suffix: str) -> list[tuple]:
