@@ -1,0 +1,144 @@
+"""Fast checks of the bench's pieces: method names, aggregation, seed-averaged paired intervals,
+the copies control manifest, the CLI's dry run and errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from medlt.bench.methods import method_regularizers, parse_methods, parse_seeds
+from medlt.bench.paired_mean import mean_paired_difference
+from medlt.bench.table import aggregate
+from medlt.data.labels import LabelSpace
+from medlt.errors import RecipeError
+from medlt.metrics.bootstrap import paired_difference
+
+
+def test_methods_map_to_regularizers_and_combine():
+    assert method_regularizers("plain") == []
+    assert [r["name"] for r in method_regularizers("cbdm+ccua")] == ["cbdm", "ccua"]
+    assert method_regularizers("overlap")[0]["weight"] == 0.1
+    assert parse_methods("plain, cbdm ,cbdm+overlap") == ["plain", "cbdm", "cbdm+overlap"]
+    with pytest.raises(RecipeError, match="did you mean 'cbdm'"):
+        parse_methods("plain,cbdn")
+    with pytest.raises(RecipeError, match="listed twice"):
+        parse_methods("cbdm,cbdm")
+    with pytest.raises(RecipeError, match="control"):
+        parse_methods("real")
+    with pytest.raises(RecipeError, match="cannot be combined"):
+        parse_methods("plain+cbdm")
+    assert parse_seeds("0,1,2") == [0, 1, 2]
+    with pytest.raises(RecipeError, match="--seeds"):
+        parse_seeds("0,x")
+    # the registry's entries are copied, never shared with a recipe that could edit them
+    method_regularizers("cbdm")[0]["options"]["tau"] = 9
+    assert method_regularizers("cbdm")[0]["options"]["tau"] == 1.0
+
+
+def test_aggregate_spreads_over_generator_and_classifier_seeds():
+    grid = {0: {0: 0.1, 1: 0.3}, 1: {0: 0.5, 1: 0.9}}
+    a = aggregate(grid)
+    assert a["mean"] == pytest.approx(0.45) and a["n"] == 4
+    assert a["sd_generator_seeds"] == pytest.approx(np.std([0.2, 0.7], ddof=1))
+    assert a["sd_classifier_seeds"] == pytest.approx(np.mean([np.std([0.1, 0.3], ddof=1), np.std([0.5, 0.9], ddof=1)]))
+    one = aggregate({-1: {0: 0.2}})
+    assert one == {"mean": 0.2, "n": 1, "sd_generator_seeds": None, "sd_classifier_seeds": None}
+    assert aggregate({0: {0: None}})["mean"] is None
+
+
+def _preds(rng, true, acc):
+    p = true.copy()
+    flip = rng.random(true.size) > acc
+    p[flip] = rng.integers(0, 4, flip.sum())
+    return {"true": true, "predicted": p}
+
+
+def test_mean_paired_difference_one_pair_equals_the_paired_bootstrap():
+    rng = np.random.default_rng(0)
+    true = np.repeat(np.arange(4), 25)
+    a, b = _preds(rng, true, 0.5), _preds(rng, true, 0.8)
+    ls = LabelSpace(("a", "b", "c", "d"), False)
+    groups = ["head", "head", "medium", "tail"]
+    m = mean_paired_difference([(a, b)], ls, groups, n_resamples=200, seed=3)
+    ref = paired_difference(true, a["predicted"], b["predicted"], groups, num_classes=4, n_resamples=200, seed=3)
+    assert m["headline"]["difference"] == pytest.approx(ref["balanced_accuracy"]["difference"])
+    assert m["headline"]["interval"] == pytest.approx(ref["balanced_accuracy"]["interval"])
+    assert m["tail"]["interval"] == pytest.approx(ref["group_mean_recall"]["tail"]["interval"])
+    # two pairs: the point value is the mean of the two differences
+    c, d = _preds(rng, true, 0.6), _preds(rng, true, 0.6)
+    two = mean_paired_difference([(a, b), (c, d)], ls, groups, n_resamples=200, seed=3)
+    d2 = paired_difference(true, c["predicted"], d["predicted"], groups, num_classes=4, n_resamples=10, seed=3)
+    assert two["headline"]["difference"] == pytest.approx(
+        (ref["balanced_accuracy"]["difference"] + d2["balanced_accuracy"]["difference"]) / 2)
+    assert two["n_pairs"] == 2
+    with pytest.raises(ValueError, match="same test images"):
+        mean_paired_difference([(a, {"true": true[::-1], "predicted": b["predicted"]})], ls, groups)
+
+
+def test_copies_manifest_counts_and_loader(tiny_recipe, tmp_path):
+    from medlt.bench.copies import write_copies_manifest
+    from medlt.classify.data import recipe_for_train_manifest
+    from medlt.cliutils import load_recipe_cli
+    from medlt.data.table import load_table
+    from medlt.synth.generate import make_plan
+
+    r = load_recipe_cli(tiny_recipe, [])
+    table = load_table(r)
+    path = write_copies_manifest(r, table, tmp_path)
+    df = pd.read_csv(path)
+    plan = make_plan(r, table)
+    cp = df[df["source"] == "copy"]
+    names = list(table.label_space.names)
+    assert {n: int(cp[n].sum()) for n in names} == {c.name: c.to_generate for c in plan.classes}
+    assert len(cp) == len(plan.jobs) > 0 and (cp["split"] == "train").all() and (cp["root"] == "data").all()
+    # copies point at real training files of their own class; spread evenly over them
+    real = df[df["source"] == "real"]
+    lab = {row["image"]: tuple(row[names]) for _, row in real.iterrows()}
+    assert all(lab[row["image"]] == tuple(row[names]) for _, row in cp.iterrows())
+    for n in names:
+        per = cp[cp[n] == 1]["image"].value_counts()
+        n_real = int(((real[n] == 1) & (real["split"] == "train")).sum())
+        if len(per) and len(cp[cp[n] == 1]) >= n_real:
+            assert len(per) == n_real and per.max() - per.min() <= 1
+        elif len(per):
+            assert per.max() == 1
+    assert not df["id"].duplicated().any()
+    assert (tmp_path / "copies.root.txt").read_text().strip() == str(Path(r.data.root).resolve())
+    # the data loader reads it: the training table = real training rows + the copies
+    t2 = load_table(recipe_for_train_manifest(r, path))
+    tr = t2.frame[t2.frame["split"] == r.data.splits.train]
+    assert len(tr) == int((df["split"] == "train").sum())
+    assert t2.class_counts("train") == [a + b for a, b in zip(table.class_counts("train"),
+                                                               [c.to_generate for c in plan.classes], strict=True)]
+
+
+def _cli(args, capsys):
+    from medlt.cli import main
+
+    try:
+        main(list(map(str, args)))
+        code = 0
+    except SystemExit as e:
+        code = e.code or 0
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_bench_dry_run_lists_cells_and_errors_are_one_line(tiny_recipe, tmp_path, capsys):
+    code, out, err = _cli(["bench", tiny_recipe, "--out", tmp_path / "b", "--methods", "plain,cbdm+ccua", "--seeds",
+                           "0,1", "--classifier-seeds", "0,1", "--dry-run"], capsys)
+    assert code == 0, err
+    lines = [line for line in out.splitlines() if "/17 " in line]
+    # oracle + (real, copies) x 2 + 2 seeds x 2 methods x (generator + 2 classifiers)
+    assert len(lines) == 17 and "0 of 17 cells done" in out
+    assert "cbdm+ccua seed 1 classifier seed 1" in lines[-1] and lines[-1].rstrip().endswith("cbdm+ccua/g1/c1")
+    assert not (tmp_path / "b").exists()  # a dry run writes nothing
+    code, out, err = _cli(["bench", tiny_recipe, "--out", tmp_path / "b", "--methods", "plian", "--dry-run"], capsys)
+    assert code != 0 and "did you mean 'plain'" in err and len(err.strip().splitlines()) == 1
+    code, out, err = _cli(["bench", tiny_recipe, "--out", tmp_path / "b", "--preset", "tpu"], capsys)
+    assert code != 0 and "unknown preset 'tpu'" in err
+    code, out, err = _cli(["bench", "--help"], capsys)
+    assert code == 0 and "copies control" in out
