@@ -39,6 +39,7 @@ from medlt.metrics.frechet import (
     frechet_distance_from_factors,
     frechet_distance_from_moments,
     frechet_distance_from_running,
+    frechet_distance_moments_factor,
     mixture_factor,
     mixture_moments,
     weighted_factor,
@@ -123,10 +124,9 @@ class ClassFeatureStats:
             return TOO_FEW_SYN
         return OK
 
-    def _syn_fixed_moments(self, c: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _syn_fixed_factor(self, c: int) -> tuple[torch.Tensor, torch.Tensor]:
         rows = self._rows[("synthetic", c)].rows
-        mu, a = weighted_factor(rows, torch.ones(rows.shape[0]))
-        return mu, a.T @ a
+        return weighted_factor(rows, torch.ones(rows.shape[0]))
 
     def _boot_factor(self, side: str, c: int, n_draws: int, gen: torch.Generator):
         rows = self._rows[(side, c)].rows
@@ -142,8 +142,8 @@ class ClassFeatureStats:
                "fid": None, "fid_ci95": None, "kid_mean": None, "kid_std": None, "kid_subset_interval95": None}
         if row["status"] != OK:
             return row
-        mu_s, sig_s = self._syn_fixed_moments(c)
-        row["fid"] = frechet_distance_from_moments(r.mean, r.covariance, mu_s, sig_s)
+        mu_s, a_s = self._syn_fixed_factor(c)
+        row["fid"] = frechet_distance_moments_factor(r.mean, r.covariance, mu_s, a_s)
         gen = torch.Generator().manual_seed(derive_seed(self.seed, "fid-bootstrap", "class", c))
         boots = []
         for _ in range(reps):
@@ -199,7 +199,7 @@ class ClassFeatureStats:
         return row
 
     def compute(self, *, kid_subset_size: int = 100, kid_num_subsets: int = 50,
-                bootstrap_replicates: int = 50) -> dict:
+                bootstrap_replicates: int = 20) -> dict:
         """The fid_kid block: {"extractor", "settings", "per_class", "scopes", "pooled"}
         (documented in docs/evaluation.md)."""
         per_class = {name: self._class_row(c, kid_subset_size, kid_num_subsets, bootstrap_replicates)

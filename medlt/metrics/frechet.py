@@ -1,7 +1,8 @@
 """Fréchet distance between two sets of feature vectors, and streamed mean/covariance.
 
-d² = ‖μ₁ − μ₂‖² + Tr(Σ₁ + Σ₂ − 2 (Σ₁Σ₂)^{1/2}), computed in float64 with torchmetrics' FID core
-(trace of the matrix square root via the eigenvalues of Σ₁Σ₂). "FID" is this distance on the
+d² = ‖μ₁ − μ₂‖² + Tr(Σ₁ + Σ₂ − 2 (Σ₁Σ₂)^{1/2}), computed in float64; the trace of the matrix
+square root is the sum of the square roots of the eigenvalues of Σ₁Σ₂, taken from the symmetric
+matrix LᵀΣ₂L (Σ₁ = LLᵀ), with torchmetrics' FID core (general eigenvalues) as the fallback. "FID" is this distance on the
 features of a named extractor; medlt never calls it FID without naming the extractor.
 """
 
@@ -65,6 +66,13 @@ class RunningMoments:
 
 
 def frechet_distance_from_moments(mu1, sigma1, mu2, sigma2) -> float:
+    """Fréchet distance of two Gaussians (float64), by the symmetric route (`_frechet_symmetric`),
+    or torchmetrics' general-eigenvalue formula when Σ₁ is numerically singular."""
+    return _frechet_symmetric(torch.as_tensor(mu1), torch.as_tensor(sigma1), torch.as_tensor(mu2),
+                              torch.as_tensor(sigma2))
+
+
+def _frechet_general(mu1, sigma1, mu2, sigma2) -> float:
     d = _compute_fid(mu1.to(torch.float64), sigma1.to(torch.float64),
                      mu2.to(torch.float64), sigma2.to(torch.float64))
     return float(d)
@@ -135,8 +143,39 @@ def frechet_distance_from_factors(mu1, a1: torch.Tensor, mu2, a2: torch.Tensor) 
     a1, a2 = torch.as_tensor(a1, dtype=torch.float64), torch.as_tensor(a2, dtype=torch.float64)
     d = a1.shape[1]
     if a1.shape[0] > d or a2.shape[0] > d:
-        return frechet_distance_from_moments(torch.as_tensor(mu1), a1.T @ a1, torch.as_tensor(mu2), a2.T @ a2)
+        return frechet_distance_from_moments(mu1, a1.T @ a1, mu2, a2.T @ a2)
     diff = torch.as_tensor(mu1, dtype=torch.float64) - torch.as_tensor(mu2, dtype=torch.float64)
     tr = float((a1 * a1).sum() + (a2 * a2).sum())
     nuc = float(torch.linalg.svdvals(a1 @ a2.T).sum())
     return float(diff @ diff) + tr - 2 * nuc
+
+
+def _frechet_symmetric(mu1, sigma1, mu2, sigma2) -> float:
+    """The same distance via a symmetric eigenproblem: with Σ₁ = LLᵀ (Cholesky), the eigenvalues of
+    Σ₁Σ₂ are those of LᵀΣ₂L (symmetric PSD), so Tr (Σ₁Σ₂)^{1/2} = Σ sqrt(eigvalsh(LᵀΣ₂L)) — several
+    times cheaper than the general eigenvalues of Σ₁Σ₂. Falls back to the general route when Σ₁ is
+    both numerically singular (Σ₁ first, then Σ₂)."""
+    sigma1, sigma2 = sigma1.to(torch.float64), sigma2.to(torch.float64)
+    chol, info = torch.linalg.cholesky_ex(sigma1)
+    other = sigma2
+    if int(info) != 0:  # the distance is symmetric in the two sides: try Σ₂'s Cholesky
+        chol, info = torch.linalg.cholesky_ex(sigma2)
+        other = sigma1
+        if int(info) != 0:
+            return _frechet_general(mu1, sigma1, mu2, sigma2)
+    ev = torch.linalg.eigvalsh(chol.T @ other @ chol).clamp_min(0)
+    diff = mu1.to(torch.float64) - mu2.to(torch.float64)
+    return float(diff @ diff + sigma1.trace() + sigma2.trace() - 2 * ev.sqrt().sum())
+
+
+def frechet_distance_moments_factor(mu1, sigma1, mu2, a2: torch.Tensor) -> float:
+    """Fréchet distance with Σ₂ = A₂ᵀA₂ given by its factor (A₂: r × D, e.g. the centred rows of a
+    small sample): the non-zero eigenvalues of Σ₁Σ₂ are those of the r × r symmetric PSD matrix
+    A₂Σ₁A₂ᵀ, so nothing D × D is decomposed and Σ₁ may be singular."""
+    a2 = torch.as_tensor(a2, dtype=torch.float64)
+    sigma1 = torch.as_tensor(sigma1, dtype=torch.float64)
+    if a2.shape[0] > a2.shape[1]:
+        return frechet_distance_from_moments(mu1, sigma1, mu2, a2.T @ a2)
+    ev = torch.linalg.eigvalsh(a2 @ sigma1 @ a2.T).clamp_min(0)
+    diff = torch.as_tensor(mu1, dtype=torch.float64) - torch.as_tensor(mu2, dtype=torch.float64)
+    return float(diff @ diff + sigma1.trace() + (a2 * a2).sum() - 2 * ev.sqrt().sum())

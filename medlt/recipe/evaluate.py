@@ -73,8 +73,9 @@ class EvaluateConfig(Section):
     #: enters no scope and no mean
     min_real_per_class: int = Field(10, ge=2)
     min_synthetic_per_class: int = Field(10, ge=2)
-    #: bootstrap replicates for the FID 95% intervals (per class and scope); 0 = none
-    fid_bootstrap_replicates: int = Field(50, ge=0)
+    #: bootstrap replicates for the FID 95% intervals (per class and scope; each costs about one FID per
+    #: class and scope); 0 = none
+    fid_bootstrap_replicates: int = Field(20, ge=0)
     #: CT 2.5D FID: central fraction of the slices along each axis and every k-th slice (MAISI's
     #: center_slices_ratio / sample_every_k); 1.0 and 1 = every slice
     center_slices_ratio: float = Field(1.0, gt=0.0, le=1.0)

@@ -264,3 +264,19 @@ def test_multi_label_image_counts_for_each_class_and_unlabelled_only_pooled():
     out = st.compute(kid_subset_size=4, kid_num_subsets=2, bootstrap_replicates=0)
     assert out["per_class"]["a"]["n_real"] == 2 and out["per_class"]["b"]["n_real"] == 2
     assert out["pooled"]["n_real"] == 4 and out["n_without_positive_label"] == {"real": 1, "synthetic": 1}
+
+
+def test_fast_frechet_routes_equal_scipy_also_when_singular():
+    """Symmetric (Cholesky + eigvalsh) route, its swap when Σ₁ is singular, the factor route for a
+    small side (n < D), all equal scipy's sqrtm formula."""
+    from medlt.metrics.frechet import frechet_distance_moments_factor, weighted_factor
+
+    g = torch.Generator().manual_seed(11)
+    d = 24
+    a = torch.randn(10, d, generator=g, dtype=torch.float64)  # n < D: singular covariance
+    b = torch.randn(300, d, generator=g, dtype=torch.float64) * 1.2 + 0.3
+    ref = _scipy_fid(a, b)
+    assert M.frechet_distance(a, b) == pytest.approx(ref, rel=1e-6)
+    assert M.frechet_distance(b, a) == pytest.approx(ref, rel=1e-6)
+    mu_a, fa = weighted_factor(a, torch.ones(10))
+    assert frechet_distance_moments_factor(b.mean(0), torch.cov(b.T), mu_a, fa) == pytest.approx(ref, rel=1e-6)
