@@ -153,3 +153,16 @@ def test_recipe_rejects_sampler_of_the_other_objective(tmp_path):
     with pytest.raises(RecipeError, match="logit_normal_scale"):
         toy_recipe(tmp_path, [*RFLOW, "diffusion.rflow.logit_normal_scale=0"])
     assert toy_recipe(tmp_path, RFLOW).diffusion.objective == "rflow"
+
+
+def test_timestep_transform_shifts_toward_noise_for_large_images():
+    plain = DiffusionConfig(objective="rflow", rflow={"discrete_timesteps": False})
+    shifted = DiffusionConfig(objective="rflow", rflow={"discrete_timesteps": False, "timestep_transform": True,
+                                                        "base_img_size_numel": 16 * 16})
+    x0 = torch.zeros(4000, 1, 64, 64)  # 16x the base size: ratio 4 in 2D
+    a = flow_timesteps(build_scheduler(plain), x0, torch.Generator().manual_seed(0))
+    b = flow_timesteps(build_scheduler(shifted, spatial_dims=2), x0, torch.Generator().manual_seed(0))
+    s = a / 1000
+    assert torch.allclose(b / 1000, 4 * s / (1 + 3 * s), atol=1e-5) and b.mean() > a.mean() + 150
+    ts = sampling_timesteps(build_scheduler(shifted, spatial_dims=2), 5, (1, 64, 64))
+    assert ts[0] == 1000 and ts[-1] == 0 and ts[1] > 800  # plain grid: 800
