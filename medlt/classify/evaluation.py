@@ -271,6 +271,10 @@ def evaluate(recipe: Recipe, classifier_run: str | Path, out_dir: str | Path, *,
     if clf.label_space != ls:
         raise DataError(f"classifier {clf.checkpoint_path} was trained on classes {list(clf.label_space.names)}, "
                         f"the recipe has {list(ls.names)}")
+    if reference_classifier is not None:  # fail before the long passes if it does not fit the recipe
+        from medlt.classify.reference import load_reference
+
+        load_reference(reference_classifier, recipe, ls)
     counts = table.class_counts("train")
     groups = ls.groups(counts, recipe.data.group_thresholds)
     result = {

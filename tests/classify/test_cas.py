@@ -138,6 +138,7 @@ def test_error_paths(world, tmp_path, capsys, tiny):
     assert code != 0 and "Traceback" not in err
     assert f"reference classifier {tmp_path / 'other' / 'checkpoints' / 'best.pt'} was trained on classes" in err
     assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "e2").exists()  # refused before any pass over the images
     # a CAS folder trained on another synthetic set is refused before training
     from medlt.classify.cas import classification_accuracy_score
     from medlt.errors import DataError
