@@ -94,7 +94,7 @@ def bench(
     write_settings(out, r, settings)
     runner = Runner(r, plan, oracle_per_class=settings["oracle_per_class"], oracle_epochs=settings["oracle_epochs"],
                     reference=reference_classifier, feature_extractor=feature_extractor, cas=cas,
-                    probe_per_class=settings["probe_per_class"])
+                    probe_per_class=settings["probe_per_class"], show_progress=True)
     ran = runner.run()
     table = build_table(plan, runner.judge(), settings, n_resamples=bootstrap_resamples)
     paths = write_table(out, table)

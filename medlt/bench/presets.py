@@ -3,7 +3,7 @@
 A preset's `sets` are applied before the user's `--set` (which win). Sizes are chosen by
 measurement; docs/benchmark.md gives the numbers.
 
-- cpu: 32 px phantom, sized for `make bench-evidence` on 2 CPU cores in <= 60 min
+- cpu: 32 px phantom, sized for `make bench-evidence` on 2 CPU cores in <= 60 min (estimated)
   (recipes/phantom/bench_cpu.yaml carries the same sizes; the preset re-states the keys that
   matter so that `--preset cpu` also sizes another phantom recipe).
 - gpu: one H100/H200-class GPU in <= 8 min (bench/evidence_gpu.sh): bf16, batch 128, 6000 steps.
@@ -32,12 +32,12 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "cpu": Preset(
         "cpu",
-        sets=["data.image_size=[32,32]", "training.max_steps=1200", "training.per_rank_batch_size=16",
+        sets=["data.image_size=[32,32]", "training.max_steps=1000", "training.per_rank_batch_size=16",
               "training.checkpoint_every_steps=200", "training.sample_grid_every_steps=0",
-              "training.log_every_steps=50", "sampling.num_inference_steps=20", "synth.quota=to_count:40",
-              "classifier.epochs=6", "evaluate.fid_bootstrap_replicates=20"],
-        seeds="0,1", classifier_seeds="0,1", oracle_per_class=60, oracle_epochs=10, probe_per_class=16,
-        about="2 CPU cores, <= 60 min: 32 px phantom, 1200 steps per generator, seeds 0,1"),
+              "training.log_every_steps=50", "sampling.num_inference_steps=10", "synth.quota=to_count:30",
+              "classifier.epochs=4", "evaluate.fid_bootstrap_replicates=20"],
+        seeds="0,1", classifier_seeds="0,1", oracle_per_class=60, oracle_epochs=10, probe_per_class=10,
+        about="2 CPU cores, <= 60 min: 32 px phantom, 1000 steps per generator, seeds 0,1"),
     "gpu": Preset(
         "gpu",
         sets=["training.precision=bf16", "training.device=cuda", "classifier.device=cuda",
