@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # GPU preset of the evidence benchmark (`medlt bench --preset gpu`) on one H100/H200-class GPU, meant
-# to finish in <= 8 minutes: phantom -> bench (4 methods x 3 generator seeds x 3 classifier seeds,
+# to finish in <= 8 minutes: phantom -> bench (4 methods x 3 generator seeds x 2 classifier seeds,
 # real-only and copies controls, phantom oracle) -> table (bench.md printed, bench.json / bench.html).
 #
 #   bash bench/evidence_gpu.sh --fetch-wheels   # on a machine with pip access: the wheels medlt needs

@@ -6,7 +6,8 @@ measurement; docs/benchmark.md gives the numbers.
 - cpu: 32 px phantom, sized for `make bench-evidence` on 2 CPU cores in <= 60 min (estimated)
   (recipes/phantom/bench_cpu.yaml carries the same sizes; the preset re-states the keys that
   matter so that `--preset cpu` also sizes another phantom recipe).
-- gpu: one H100/H200-class GPU in <= 8 min (bench/evidence_gpu.sh): bf16, batch 128, 6000 steps.
+- gpu: one H100/H200-class GPU in <= 8 min (bench/evidence_gpu.sh; not yet measured on a GPU): bf16,
+  batch 128, 2000 steps.
 """
 
 from __future__ import annotations
@@ -41,13 +42,13 @@ PRESETS: dict[str, Preset] = {
     "gpu": Preset(
         "gpu",
         sets=["training.precision=bf16", "training.device=cuda", "classifier.device=cuda",
-              "training.max_steps=6000", "training.per_rank_batch_size=128", "training.lr=0.001",
-              "training.warmup_steps=200", "training.ema_decay=0.999", "training.checkpoint_every_steps=1000",
+              "training.max_steps=2000", "training.per_rank_batch_size=128", "training.lr=0.001",
+              "training.warmup_steps=200", "training.ema_decay=0.995", "training.checkpoint_every_steps=1000",
               "training.sample_grid_every_steps=0", "training.log_every_steps=200",
               "sampling.num_inference_steps=50", "sampling.batch_size=256", "synth.batch_size=256",
               "synth.quota=to_count:100", "classifier.epochs=15", "classifier.per_rank_batch_size=128"],
-        seeds="0,1,2", classifier_seeds="0,1,2", oracle_per_class=150, oracle_epochs=15, probe_per_class=64,
-        about="one H100/H200-class GPU, <= 8 min: bf16, batch 128, 6000 steps per generator, seeds 0,1,2"),
+        seeds="0,1,2", classifier_seeds="0,1", oracle_per_class=150, oracle_epochs=15, probe_per_class=64,
+        about="one H100/H200-class GPU, <= 8 min (not yet measured): bf16, batch 128, 2000 steps per generator"),
 }
 
 
