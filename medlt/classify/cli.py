@@ -91,9 +91,10 @@ def evaluate(
                               feature_extractor_recipe=fer, feature_extractor_2d=feature_extractor_2d,
                               reference_classifier=reference_classifier, cas=cas,
                               device=str(resolve_device(r.classifier.device)))
-    from medlt.data.bad_images import write_skipped_images
+    from medlt.data.bad_images import skipped_image_counts, write_skipped_images
 
-    write_skipped_images(out)  # data.on_bad_image=skip: OUT/skipped_images.csv (count_skipped_images)
+    write_skipped_images(out)  # data.on_bad_image=skip: OUT/skipped_images.csv
+    result["skipped_images"] = skipped_image_counts(out, classifier)
     paths = write_report(out, result, assets)
     for role, m in result["classification"].items():
         if "skipped" in m:

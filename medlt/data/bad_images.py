@@ -200,3 +200,11 @@ def count_skipped_images(run_dir: str | Path) -> int:
         return 0
     with open(path, newline="") as f:
         return sum(1 for _ in csv.DictReader(f))
+
+
+def skipped_image_counts(evaluation_dir: str | Path, classifier_run: str | Path) -> dict[str, int]:
+    """Images left out under data.on_bad_image=skip by this evaluation and by the evaluated
+    classifier's training run (RUN, or RUN/checkpoints/<name>.pt)."""
+    run = Path(classifier_run)
+    return {"evaluation": count_skipped_images(evaluation_dir),
+            "classifier training": count_skipped_images(run if run.is_dir() else run.parent.parent)}

@@ -81,6 +81,10 @@ def build_blocks(result: dict, assets: dict) -> list[tuple]:
     low, high = result["group_thresholds"]
     b.append(("p", f"Groups from the real training counts: head > {high}, medium {low}–{high}, tail < {low} images."))
     b.append(("img", "class_counts.png", figures.class_counts_png(names, counts, groups), "Training class counts"))
+    skipped = result.get("skipped_images") or {}
+    if any(skipped.values()):
+        b.append(("p", "Images left out as unreadable (data.on_bad_image=skip; lists in each run's "
+                       "skipped_images.csv): " + ", ".join(f"{k} {v}" for k, v in skipped.items()) + "."))
 
     b.append(("h", 2, "Classification"))
     cls = result["classification"]

@@ -1,6 +1,8 @@
 """`medlt evaluate` meeting a truncated test image: one line naming the file and its row, a
 non-zero exit, no report folder; with data.on_bad_image=skip the report folder lists it."""
 
+import json
+
 import pytest
 
 from medlt.cli import main
@@ -39,4 +41,7 @@ def test_evaluate_bad_test_image(tmp_path, capsys):
                          "--set", "data.on_bad_image=skip"], capsys)
     assert code == 0, err
     assert bad_images.count_skipped_images(out) == 1
+    report = json.loads((out / "report.json").read_text())
+    assert report["skipped_images"] == {"evaluation": 1, "classifier training": 0}
+    assert "Images left out as unreadable" in (out / "report.md").read_text()
     bad_images.clear_skipped()
