@@ -91,3 +91,25 @@ def test_errors(tmp_path):
     torch.save({"model": {}}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="other.pt: not a medlt autoencoder"):
         load_autoencoder(tmp_path / "other.pt")
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(repo))
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
+                        str(Path(__file__).with_name("ddp_train.py")), str(tmp_path / "run")], env=env, cwd=repo,
+                       timeout=300, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (tmp_path / "run" / "ok").is_file()
+    st = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert st["step"] == 3 and "discriminator" in st and st["scale_factor"] > 0
