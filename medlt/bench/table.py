@@ -261,7 +261,8 @@ def table_blocks(t: dict, figures: bool = True) -> list[tuple]:
                    "difference to the control of the same classifier seed with its 95% bootstrap interval over "
                    "test images (n.s. = contains 0); it does not include seed noise, which the SDs show."))
     gen_keys = [k for k, _ in METRICS if not k.startswith("bacc")]
-    b.append(("h", 2, "Generation (judged on each generator's synthetic set)"))
+    probe = s.get("probe_per_class") or 0
+    b.append(("h", 2, f"Generation (judged on each generator's {f'probe set, {probe} images per class' if probe else 'synthetic set'})"))
     b.append(("table", ["method", *[lbl for k, lbl in METRICS if k in gen_keys], "generator steps",
                         "generator wall s"],
               [[r["method"], *[_ms(r["metrics"][k]) for k in gen_keys],

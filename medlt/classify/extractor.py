@@ -15,7 +15,7 @@ def classifier_extractor(path: str | Path, device: str = "cpu", **_) -> FeatureE
     from medlt.classify.load import load_classifier
 
     clf = load_classifier(path, device)
-    src = "real+synthetic" if clf.meta.get("train_manifest") else "real"
+    src = clf.meta.get("reference_kind") or ("real+synthetic" if clf.meta.get("train_manifest") else "real")
     name = (f"classifier:{clf.recipe.classifier.architecture}-{clf.spatial_dims}d"
             f"[train={src}]@{clf.checkpoint_sha256[:12]}")
     return FeatureExtractor(name, clf.net.features, clf.spatial_dims, device)

@@ -50,6 +50,7 @@ def test_tiny_bench_end_to_end_table_equals_reports_and_resume(tiny_recipe, tmp_
 
     # every per-cell number is the one in that cell's report.json
     ext = t["judge"]["feature_extractor_name"]
+    assert ext.startswith("classifier:resnet18-2d[train=phantom-oracle]@")
     for c in t["cells"]:
         if "report" not in c:
             continue
