@@ -142,3 +142,20 @@ def test_bench_dry_run_lists_cells_and_errors_are_one_line(tiny_recipe, tmp_path
     assert code != 0 and "unknown preset 'tpu'" in err
     code, out, err = _cli(["bench", "--help"], capsys)
     assert code == 0 and "copies control" in out
+
+
+def test_one_judge_per_bench(tmp_path):
+    from medlt.bench.cells import Runner, plan_cells
+
+    oracle = Runner(None, plan_cells(tmp_path, ["plain"], [0], [3, 4], use_oracle=True)).judge()
+    assert (oracle.kind, oracle.reference, oracle.extractor) == ("phantom-oracle", tmp_path / "oracle",
+                                                                 tmp_path / "oracle")
+    given = Runner(None, plan_cells(tmp_path, ["plain"], [0], [3], use_oracle=False), reference=tmp_path / "ref",
+                   feature_extractor=tmp_path / "ext.pt").judge()
+    assert (given.kind, given.reference, given.extractor) == ("reference-classifier", tmp_path / "ref",
+                                                              tmp_path / "ext.pt")
+    fallback = Runner(None, plan_cells(tmp_path, ["plain"], [0], [3, 4], use_oracle=False)).judge()
+    assert fallback.kind == "real-only-classifier" and fallback.reference == tmp_path / "real" / "c3" / "classifier"
+    p = plan_cells(tmp_path, ["plain", "cbdm"], [0, 1], [3], use_oracle=False)
+    # controls first (the fallback judge exists before any method cell), then generator, its classifiers
+    assert [c.kind for c in p.cells[:4]] == ["real", "copies", "generator", "classifier"]
