@@ -291,7 +291,9 @@ class Runner:
             say(f"probe ({self.probe_per_class} per class) ...")
             n_probe = len(write_probe(r, c.dir / "probe", ckpt, self.probe_per_class, device=dev,
                                       show_progress=self.show_progress).final_jobs)
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        from medlt.utils.checkpoint import load_checkpoint
+
+        state = load_checkpoint(ckpt)  # weights_only=True like every checkpoint read
         steps = int(state.get("step", r.training.max_steps))
         if steps != r.training.max_steps:
             raise MedltError(f"{ckpt}: at step {steps}, expected {r.training.max_steps}")
