@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 from medlt.recipe.load import recipe_from_dict
@@ -20,7 +21,7 @@ def tiny_recipe(tmp: Path, *, depth: int | None = None, size: int = 8, multi_lab
         "name": "tiny-latent", "seed": 5,
         "data": {"format": "manifest", "root": str(tmp), "multi_label": multi_label,
                  "image_size": [size, size] if depth is None else [size, size, depth]},
-        "autoencoder": AE,
+        "autoencoder": copy.deepcopy(AE),
         "model": {"spatial_dims": 2 if depth is None else 3, "in_channels": 2, "channels": [8, 8],
                   "attention_levels": [False, False], "num_res_blocks": 1, "num_head_channels": 8,
                   "norm_num_groups": 4, "cross_attention_dim": 8},
@@ -33,5 +34,5 @@ def tiny_recipe(tmp: Path, *, depth: int | None = None, size: int = 8, multi_lab
     if autoencoder is not None:
         data["model"]["latent"] = {"autoencoder": str(autoencoder)}
     for k, v in (extra or {}).items():
-        data[k] = {**data.get(k, {}), **v} if isinstance(v, dict) else v
+        data[k] = {**data.get(k, {}), **copy.deepcopy(v)} if isinstance(v, dict) else v
     return recipe_from_dict(data, base_dir=Path(tmp), overrides=overrides or [])
