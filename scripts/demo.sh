@@ -9,7 +9,7 @@ PY=${PY:-.venv/bin/python}
 OUT=${DEMO_OUT:-demo_out}
 RECIPE=recipes/phantom/nih_cxr_lt.yaml
 QUOTA=${DEMO_QUOTA:-to_count:24}
-export MEDLT_PROGRESS=${MEDLT_PROGRESS:-1}
+export MEDLT_PROGRESS=${MEDLT_PROGRESS:-auto}  # a bar on a terminal, plain lines in a log
 medlt() { "$PY" -m medlt "$@"; }
 step() { printf '\n== %s\n' "$*"; }
 rm -rf "$OUT"
