@@ -46,7 +46,8 @@ def test_latent_pipeline_on_the_phantom(layout, tmp_path):
     rep = json.loads((tmp_path / "ae-eval" / "report.json").read_text())
     assert set(rep["per_class"]["psnr_db"]) and rep["overall"]["psnr_db"] > 0
     _medlt("train", recipe, "--out", tmp_path / "ldm", *s)
-    _medlt("synth", recipe, "--checkpoint", tmp_path / "ldm", "--out", tmp_path / "syn", "--steps", "2", *s)
+    _medlt("synth", recipe, "--checkpoint", tmp_path / "ldm", "--out", tmp_path / "syn", "--steps", "2",
+           "--quota", "to_count:6", *s)
     man = pd.read_csv(tmp_path / "syn" / "manifest.csv")
     assert len(man) > 0 and set(man["source"]) == {"synthetic"}
     r = _medlt("data", "validate", tmp_path / "syn" / "merged.recipe.yaml")
