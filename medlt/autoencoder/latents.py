@@ -71,12 +71,11 @@ def cache_path(ae: Autoencoder, recipe, key: str) -> Path:
 def encode_dataset(ae: Autoencoder, recipe, dataset, *, show_progress: bool = True) -> LatentDataset:
     """The cached (or freshly encoded) scaled latents of `dataset`."""
     from medlt.autoencoder.scale import encode_means
-    from medlt.utils.distributed import init_distributed
 
     labels, ids = _labels_ids(dataset)
     key = cache_key(ae, recipe, ids)
     path = cache_path(ae, recipe, key)
-    rank = init_distributed(recipe.training.device).rank if is_distributed() else 0
+    rank = torch.distributed.get_rank() if is_distributed() else 0
     if rank == 0 and not path.is_file():
         mu = encode_means(ae.model, dataset, batch_size=max(1, recipe.autoencoder.evaluate.batch_size),
                           device=ae.device, desc="encode latents" if show_progress else None)
