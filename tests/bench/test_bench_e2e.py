@@ -10,18 +10,7 @@ import pandas as pd
 import pytest
 
 from medlt.bench.table import METRICS, cell_metrics
-
-
-def run_cli(args, capsys):
-    from medlt.cli import main
-
-    try:
-        main(list(map(str, args)))
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from tests.cli_run import run_cli
 
 
 def bench_args(recipe, out, *extra):

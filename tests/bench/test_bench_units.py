@@ -15,6 +15,7 @@ from medlt.bench.table import aggregate
 from medlt.data.labels import LabelSpace
 from medlt.errors import RecipeError
 from medlt.metrics.bootstrap import paired_difference
+from tests.cli_run import run_cli as _cli
 
 
 def test_methods_map_to_regularizers_and_combine():
@@ -115,16 +116,6 @@ def test_copies_manifest_counts_and_loader(tiny_recipe, tmp_path):
                                                                [c.to_generate for c in plan.classes], strict=True)]
 
 
-def _cli(args, capsys):
-    from medlt.cli import main
-
-    try:
-        main(list(map(str, args)))
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_bench_dry_run_lists_cells_and_errors_are_one_line(tiny_recipe, tmp_path, capsys):

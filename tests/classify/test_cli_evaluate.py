@@ -15,16 +15,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import fakedata  # noqa: E402
 
 from medlt.cli import main  # noqa: E402
-
-
-def run_cli(args, capsys):
-    try:
-        main(list(map(str, args)))
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from tests.cli_run import run_cli
 
 
 @pytest.fixture(scope="module")

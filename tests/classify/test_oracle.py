@@ -11,6 +11,7 @@ from medlt.classify.oracle import build_oracle
 from medlt.errors import DataError
 from medlt.phantom import write_phantom
 from medlt.recipe import Recipe
+from tests.cli_run import run_cli
 
 
 def phantom_recipe(root: Path, size: int = 32, **classifier) -> Recipe:
@@ -23,16 +24,6 @@ def phantom_recipe(root: Path, size: int = 32, **classifier) -> Recipe:
         "classifier": clf})
 
 
-def run_cli(args, capsys):
-    from medlt.cli import main
-
-    try:
-        main(list(map(str, args)))
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture(scope="module")

@@ -8,18 +8,7 @@ import pytest
 from medlt.data.labels import official_classes
 from medlt.errors import DataError
 from medlt.phantom import write_phantom
-
-
-def run_cli(args, capsys):
-    from medlt.cli import main
-
-    try:
-        main(list(map(str, args)))
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from tests.cli_run import run_cli
 
 
 def test_nih_single_label_exactly_n_per_class(tmp_path, capsys):

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from medlt.classify.predictions import read_predictions, write_predictions
-from medlt.cli import main
 from medlt.data.labels import LabelSpace
 from medlt.metrics.bootstrap import single_label_bootstrap
 from medlt.metrics.classification import single_label_report
 from medlt.report.write import json_safe, write_report
+from tests.cli_run import run_cli as _run
 
 NAMES = ["No Finding", "Effusion", "Hernia"]
 GROUPS = ["head", "medium", "tail"]
@@ -47,14 +47,6 @@ def _eval_dir(path, y, pred, ids, train_source="real", full=False):
     return path
 
 
-def _run(args, capsys):
-    try:
-        main(list(map(str, args)))
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture(scope="module")
