@@ -23,16 +23,10 @@ case "${1:-}" in
     *) echo "error: evidence_gpu: unknown argument '$1' (use --fetch-wheels or nothing)" >&2; exit 2 ;;
 esac
 
-if [[ -n "${PYTHON:-}" ]]; then PY="$PYTHON"
-elif [[ -x "$REPO/.venv/bin/python" ]]; then PY="$REPO/.venv/bin/python"
-else PY=python3; fi
-
-if ls "$WHEELS"/*.whl >/dev/null 2>&1; then
-    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/medlt-site \
-        "$WHEELS"/*.whl || { echo "error: evidence_gpu: installing $WHEELS/*.whl failed" >&2; exit 1; }
-    export PYTHONPATH="/tmp/medlt-site${PYTHONPATH:+:$PYTHONPATH}"
-fi
-export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 MEDLT_PROGRESS=lines
+TOOL=evidence_gpu
+# shellcheck source=bench/gpu_env.sh
+source "$REPO/bench/gpu_env.sh"
+export MEDLT_PROGRESS=lines
 
 if ! "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
     echo "error: evidence_gpu: no CUDA GPU visible to $PY (torch.cuda.is_available() is False); the GPU preset needs one (on CPUs use make bench-evidence)" >&2

@@ -42,16 +42,10 @@ case "${1:-}" in
     *) echo "error: gpu_smoke: unknown argument '$1' (use --fetch-wheels, --dry-run or nothing)" >&2; exit 2 ;;
 esac
 
-if [[ -n "${PYTHON:-}" ]]; then PY="$PYTHON"
-elif [[ -x "$REPO/.venv/bin/python" ]]; then PY="$REPO/.venv/bin/python"
-else PY=python3; fi
-
-if ls "$WHEELS"/*.whl >/dev/null 2>&1; then
-    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/medlt-site \
-        "$WHEELS"/*.whl || { echo "error: gpu_smoke: installing $WHEELS/*.whl failed" >&2; exit 1; }
-    export PYTHONPATH="/tmp/medlt-site${PYTHONPATH:+:$PYTHONPATH}"
-fi
-export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 MEDLT_PROGRESS=off
+TOOL=gpu_smoke
+# shellcheck source=bench/gpu_env.sh
+source "$REPO/bench/gpu_env.sh"
+export MEDLT_PROGRESS=off
 
 if [[ ${#DRY[@]} -eq 0 ]]; then
     if ! "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
