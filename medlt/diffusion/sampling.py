@@ -124,8 +124,13 @@ def _rflow_loop(predict, scheduler, x: torch.Tensor, steps: int, image_shape, ca
 
 def _dpm_loop(predict, scheduler, x: torch.Tensor, steps: int, clip_sample: bool, callback,
               clamp_output: bool = True) -> torch.Tensor:
-    """DPM-Solver++ 2M (diffusers) driven with medlt's guided ε. clip_sample: the x0-prediction is
-    clamped to [-1, 1] before the solver sees it (ε is replaced by (x − α·clamp(x̂0))/σ)."""
+    """DPM-Solver++ 2M (diffusers) driven with medlt's guided ε.
+
+    clip_sample: as DDIM clips, x̂0 = (x − σ·ε̃)/α is clamped to [−1, 1] and the state the solver
+    steps from is re-formed as α·clamp(x̂0) + σ·ε̃ (ε̃ unchanged). Clamping x̂0 alone (diffusers'
+    thresholding) leaves the out-of-range part of x̂0 inside x, scaled by σ_t·α_s/σ_s each step;
+    at high noise that is O(1) and the samples saturate. With the state re-formed, a first-order step
+    is exactly DDIM's clipped update (tests/diffusion/test_dpm_solver.py)."""
     from medlt.diffusion.dpm_solver import alpha_sigma, dpm_solver_scheduler
 
     solver = dpm_solver_scheduler(scheduler, steps)
@@ -134,8 +139,7 @@ def _dpm_loop(predict, scheduler, x: torch.Tensor, steps: int, clip_sample: bool
         eps = predict(x, t)
         if clip_sample:  # with the solver's own α, σ of this grid point
             a, s = alpha_sigma(solver, i)
-            x0 = ((x - s * eps) / a).clamp(-1, 1)
-            eps = (x - a * x0) / s
+            x = a * ((x - s * eps) / a).clamp(-1, 1) + s * eps
         x = solver.step(eps, t, x, return_dict=False)[0]
         if callback is not None:
             callback(i, len(ts))

@@ -119,6 +119,45 @@ def test_per_sample_seeds_and_clipping():
     assert torch.allclose(a[2], b[0], atol=1e-5) and a.abs().max() <= 1
 
 
+class WideEps(torch.nn.Module):
+    """A smooth ε whose x0-predictions leave [-1, 1] at high noise, so clipping matters."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.tensor(0.9))
+
+    def forward(self, x, t, labels, uncond):
+        return self.w * x + 0.05 * torch.sin(3 * x) + 0.01 * t.float()[:, None, None, None] / 1000
+
+
+@pytest.mark.parametrize("clip", [False, True])
+def test_first_order_with_clipping_is_ddim(monkeypatch, clip):
+    """DPM-Solver++ at first order is DDIM; with clip_sample it must equal DDIM's clipped update
+    (clamp x̂0, keep ε̃). Clamping x̂0 alone leaves its out-of-range part in x and saturates."""
+    import medlt.diffusion.dpm_solver as dpm
+
+    sched = build_scheduler(DiffusionConfig())
+    sched.set_timesteps(20)
+    ddim_grid = [int(t) for t in sched.timesteps]
+    build = dpm.dpm_solver_scheduler
+
+    def first_order_on_ddim_grid(ddpm, steps):
+        from diffusers import DPMSolverMultistepScheduler
+
+        s = DPMSolverMultistepScheduler.from_config(build(ddpm, steps).config, solver_order=1, use_lu_lambdas=False)
+        s.set_timesteps(timesteps=ddim_grid)
+        return s
+
+    monkeypatch.setattr(dpm, "dpm_solver_scheduler", first_order_on_ddim_grid)
+    y = torch.zeros(4, dtype=torch.long)
+    out = {}
+    for sampler in ("ddim", "dpm++"):
+        gens = [torch.Generator().manual_seed(i) for i in range(4)]
+        out[sampler] = sample_loop(WideEps(), sched, y, gens, (1, 8, 8), guidance_scale=0.0, num_inference_steps=20,
+                                   sampler=sampler, clip_sample=clip, clamp_output=False)
+    assert torch.allclose(out["ddim"], out["dpm++"], atol=1e-4), (out["ddim"] - out["dpm++"]).abs().max()
+
+
 def test_missing_extra_is_one_clear_line(monkeypatch):
     monkeypatch.setitem(sys.modules, "diffusers", None)
     with pytest.raises(MedltError, match=r"fast-samplers") as e:
