@@ -7,7 +7,10 @@ with downsampling f = 2^(len(ae_channels) - 1) (latents are cached in training, 
 step excludes the encoder; sampling includes one decoder pass per batch). Each repeat measures pixel
 then latent (interleaved, so drifting machine load hits both); the medians over repeats are printed
 with the latent/pixel ratios. Peak memory: CUDA max_memory_allocated per measurement; on CPU the
-process's peak RSS above the level before it (Linux /proc/self/clear_refs).
+peak RSS above the level before it (Linux /proc/self/clear_refs), and every (row, phase) then runs in
+its own fresh process: inside one process the allocator reuses pages an earlier measurement made
+resident, so a later measurement's RSS would not grow (a latent row measured after the pixel row
+read ~0 MiB).
 
     python bench/latent.py --size 512 512 --batch 8 --repeats 5           # quiet machine, one GPU
     python bench/latent.py --size 256 256 128 --ae-channels 64 128 256 --batch 1
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -97,12 +101,11 @@ def build(args, device, mode: str):
     return unet, sched, shape, dec
 
 
-def measure(args, device, mode: str) -> dict:
+def measure(args, device, mode: str, phases=("train", "sample")) -> dict:
     import torch
 
     from medlt.diffusion.label_samplers import LabelBank
     from medlt.diffusion.objective import total_loss, training_terms
-    from medlt.diffusion.sampling import sample_loop
 
     unet, sched, shape, dec = build(args, device, mode)
     opt = torch.optim.AdamW(unet.parameters(), lr=1e-4)
@@ -119,6 +122,17 @@ def measure(args, device, mode: str) -> dict:
         loss.backward()
         opt.step()
 
+    out = {"diffused_shape": list(shape)}
+    if "train" in phases:
+        out |= _measure_train(args, device, step)
+    if "sample" in phases:
+        out |= _measure_sample(args, device, unet, sched, shape, dec, bf16)
+    return out
+
+
+def _measure_train(args, device, step) -> dict:
+    import torch
+
     step()  # warm-up (allocations, cuDNN autotuning)
     with Peak(device) as pk_train:
         t0 = time.perf_counter()
@@ -127,6 +141,14 @@ def measure(args, device, mode: str) -> dict:
         if device.type == "cuda":
             torch.cuda.synchronize()
         train_s = (time.perf_counter() - t0) / args.train_steps
+    return {"train_step_s": train_s, "train_peak_mib": pk_train.mib}
+
+
+def _measure_sample(args, device, unet, sched, shape, dec, bf16) -> dict:
+    import torch
+
+    from medlt.diffusion.sampling import sample_loop
+
     unet.eval()
     gens = [torch.Generator().manual_seed(i) for i in range(args.sample_batch)]
     labels = torch.arange(args.sample_batch) % args.classes
@@ -140,9 +162,19 @@ def measure(args, device, mode: str) -> dict:
         if device.type == "cuda":
             torch.cuda.synchronize()
         sample_s = time.perf_counter() - t0
-    out_shape = list(z.shape[1:])
-    return {"train_step_s": train_s, "sample_s": sample_s, "train_peak_mib": pk_train.mib,
-            "sample_peak_mib": pk_sample.mib, "diffused_shape": list(shape), "output_shape": out_shape}
+    return {"sample_s": sample_s, "sample_peak_mib": pk_sample.mib, "output_shape": list(z.shape[1:])}
+
+
+def measure_in_child(argv: list[str], mode: str) -> dict:
+    """CPU: each phase of one row in a fresh process (see the module docstring); start-up not timed."""
+    out = {}
+    for phase in ("train", "sample"):
+        r = subprocess.run([sys.executable, str(Path(__file__).resolve()), *argv, "--one", f"{mode}:{phase}"],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            raise SystemExit(f"bench/latent.py {mode}:{phase} failed:\n{r.stderr[-3000:]}")
+        out |= json.loads(r.stdout.strip().splitlines()[-1])
+    return out
 
 
 def main(argv=None) -> dict:
@@ -163,6 +195,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes, one repeat (a check that it runs)")
     ap.add_argument("--json", type=Path, help="also write the medians as JSON here")
+    ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: MODE:PHASE in this process, JSON on stdout
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = ap.parse_args(argv)
     if args.smoke:
         args.size = [32, 32] if len(args.size) == 2 else [16, 16, 8]
@@ -174,10 +208,14 @@ def main(argv=None) -> dict:
 
     device = torch.device("cuda" if (args.device == "auto" and torch.cuda.is_available()) else
                           ("cpu" if args.device == "auto" else args.device))
+    if args.one:
+        mode, phase = args.one.split(":")
+        print(json.dumps(measure(args, device, mode, (phase,))))
+        return {}
     runs = {"pixel": [], "latent": []}
     for _ in range(args.repeats):
         for mode in ("pixel", "latent"):  # interleaved
-            runs[mode].append(measure(args, device, mode))
+            runs[mode].append(measure(args, device, mode) if device.type == "cuda" else measure_in_child(argv, mode))
     keys = ("train_step_s", "sample_s", "train_peak_mib", "sample_peak_mib")
     med = {m: {k: statistics.median(r[k] for r in rs) for k in keys} | {
         "diffused_shape": rs[0]["diffused_shape"], "output_shape": rs[0]["output_shape"]} for m, rs in runs.items()}
