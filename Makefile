@@ -29,7 +29,8 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/ingest.py
 	$(PY) bench/train_step.py
-	$(PY) bench/synth.py
+	$(PY) bench/synth.py --section throughput
+	$(PY) bench/synth.py --section quality
 	$(PY) bench/evaluate.py
 
 # `make bench-evidence`: the evidence benchmark on 2 CPU cores (docs/benchmark.md): a 32 px phantom,

@@ -1,8 +1,8 @@
 """Synthesis benchmarks, in two clearly separate sections (`--section`).
 
 quality (default): speed AND quality of every sampler side by side in one run, on phantom generators
-   trained long enough for class-dependent samples (recipes/phantom/nih_cxr_lt.yaml: 32 px, 400
-   steps by default). One ε-prediction generator serves 1000-step ancestral DDPM (the reference),
+   trained long enough for class-dependent samples (recipes/phantom/nih_cxr_lt.yaml: 32 px, 1000
+   steps by default: the evidence benchmark's generator budget, head fidelity about 0.5 against 0.05). One ε-prediction generator serves 1000-step ancestral DDPM (the reference),
    DDIM-50, DDIM-25, DPM++-20 and DPM++-10; one rectified-flow generator, trained on the same data
    with the same steps (diffusion.objective rflow), serves rflow-30 and rflow-10. Every row samples
    the same `--per-class` images of every class (same seeds) and reports images/s, its speed-up over
@@ -12,7 +12,8 @@ quality (default): speed AND quality of every sampler side by side in one run, o
    marks samplers at >= 50x the reference whose FID is within the reference's 95% interval (<= its
    upper end).
 
-       OMP_NUM_THREADS=1 python bench/synth.py                 # full size (minutes on a GPU)
+       OMP_NUM_THREADS=2 python bench/synth.py                 # full size (~45 min on 2 CPU cores,
+                                                               # most of it the 1000-step reference)
        OMP_NUM_THREADS=1 python bench/synth.py --smoke         # end-to-end check, tiny settings
 
 throughput: images/s of DDIM-50 with batched guidance against 1000-step ancestral DDPM on one
@@ -285,13 +286,13 @@ def main() -> None:
     ap.add_argument("--ref-steps", type=int, default=1000, help="steps of the ancestral DDPM reference")
     ap.add_argument("--batch", type=int, default=None, help="images per generator call (quality 256, throughput 8)")
     q = ap.add_argument_group("quality")
-    q.add_argument("--train-steps", type=int, default=400)
-    q.add_argument("--per-class", type=int, default=50, help="synthetic images per class and sampler")
+    q.add_argument("--train-steps", type=int, default=1000)
+    q.add_argument("--per-class", type=int, default=16, help="synthetic images per class and sampler")
     q.add_argument("--phantom-images", type=int, default=None, help="training images of the phantom (default: "
                    "the phantom's own default)")
     q.add_argument("--oracle-per-class", type=int, default=60)
     q.add_argument("--oracle-epochs", type=int, default=4)
-    q.add_argument("--fid-bootstrap", type=int, default=50)
+    q.add_argument("--fid-bootstrap", type=int, default=200)
     t = ap.add_argument_group("throughput")
     t.add_argument("--size", type=int, default=32)
     t.add_argument("--ddim-steps", type=int, default=50)
