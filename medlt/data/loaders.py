@@ -31,6 +31,7 @@ from medlt.data.transforms import augment_2d, axial_slice, build_transforms, cac
 from medlt.errors import DataError
 from medlt.recipe import Recipe
 from medlt.recipe.data import DataConfig
+from medlt.utils.seeding import derive_seed
 
 
 class TableDataset(Dataset):
@@ -196,5 +197,10 @@ def build_dataloader(recipe: Recipe, role: str, batch_size: int, *, shuffle: boo
         sampler = RandomSampler(ds, generator=torch.Generator().manual_seed(seed % (2**63)))
     else:
         sampler = SequentialSampler(ds)
+    # MONAI's DataLoader re-seeds the dataset's random transforms from `generator` (workers: from a
+    # base seed drawn from it); without one it uses torch's global RNG, so the augmentation would
+    # depend on whatever ran earlier in the process. Seeding it from `seed` makes a run's data order
+    # and augmentation a function of its own seed only.
+    gen = torch.Generator().manual_seed(derive_seed(seed, "dataloader") % (2**63))
     return DataLoader(ds, batch_size=batch_size, sampler=sampler, drop_last=drop_last,
-                      num_workers=recipe.data.num_workers, persistent_workers=False)
+                      num_workers=recipe.data.num_workers, persistent_workers=False, generator=gen)
