@@ -64,7 +64,20 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
     try:
-        app(args=argv, prog_name="medlt")
+        # standalone_mode=False: click hands usage errors to us instead of printing "Error: ..."
+        code = app(args=argv, prog_name="medlt", standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)  # as standalone click does (--help, typer.Exit(n))
+    except typer.TyperException as e:  # click's usage errors: unknown option or verb, bad or missing value
+        if type(e).__name__ == "NoArgsIsHelpError":  # `medlt` or `medlt data` alone: show the help
+            e.show()
+        elif debug:
+            raise
+        else:
+            print(f"error: {usage_error_line(e)}", file=sys.stderr)
+        sys.exit(getattr(e, "exit_code", 2))
+    except typer.Abort:  # click turns Ctrl-C inside a verb into Abort
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
     except ValidationFailed as e:
         if debug:
             raise
@@ -86,6 +99,13 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+def usage_error_line(e: typer.TyperException) -> str:
+    """One line for a command-line usage error, with where to find the verb's help."""
+    msg = " ".join(e.format_message().split())
+    ctx = getattr(e, "ctx", None)
+    return f"{msg} (see '{ctx.command_path} -h')" if ctx is not None else msg
 
 
 def os_error_line(e: OSError) -> str:

@@ -52,3 +52,30 @@ def test_os_errors_become_one_line_with_path_and_cause(monkeypatch, capsys):
         main(["train", "x.yaml"])
     assert e.value.code == 1
     assert capsys.readouterr().err.strip().splitlines() == ["error: /ro/run/metrics.csv: Permission denied"]
+
+
+@pytest.mark.parametrize("argv", [
+    ["bench"],  # missing argument
+    ["benc"],  # unknown verb
+    ["bench", "recipe.yaml", "--out", "x", "--oracle-per-class", "1"],  # out-of-range value
+    ["sample", "recipe.yaml", "--bogus"],  # unknown option
+    ["data", "validate"],  # a sub-verb's missing argument
+    ["synth", "recipe.yaml", "--out", "x", "--steps", "many"],  # not a number
+])
+def test_usage_errors_are_one_error_line(argv, capsys):
+    """Every verb's command-line mistakes read like its other errors: one 'error:' line (click's own
+    'Usage: ... Error: ...' block used to print for these, e.g. in `medlt bench`), exit 2."""
+    from tests.cli_run import run_cli
+
+    code, out, err = run_cli(argv, capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and out == ""
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert f"(see 'medlt {argv[0]}" in lines[0] or "(see 'medlt -h')" in lines[0]
+
+
+def test_bare_verb_group_still_shows_its_help(capsys):
+    from tests.cli_run import run_cli
+
+    code, out, err = run_cli(["data"], capsys)
+    assert code == 2 and "Usage: medlt data" in out + err and "error" not in (out + err).lower()
