@@ -203,7 +203,7 @@ def run_synth(recipe, out_dir: str | Path, *, generator=None, checkpoint: str | 
     if guidance_from is not None:
         if guidance_scale is not None:
             raise MedltError("--guidance and --guidance-from exclude each other")
-        apply_guidance_file(settings, guidance_from, plan)
+        apply_guidance_file(settings, guidance_from, plan, recipe.data.group_thresholds)
     settings["filter"] = None
     if classifier is not None or min_confidence is not None:
         if classifier is None or min_confidence is None:

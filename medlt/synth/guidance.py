@@ -36,11 +36,35 @@ def job_scales(jobs: Sequence[Job], settings: dict[str, Any]) -> list[float | No
     return [None if w is None else float(w)] * len(jobs)
 
 
-def apply_guidance_file(settings: dict[str, Any], path: str | Path, plan) -> None:
-    """Put the file's per-group scales into `settings` (MedltError when a group with jobs has none)."""
+def check_tuned_groups(path: str | Path, data: dict, plan, group_thresholds: Sequence[int] | None) -> None:
+    """MedltError when the guidance file was tuned under other data.group_thresholds, other classes or
+    other class groups than this plan's (its scales are per group: a class whose group moved would
+    silently get another group's scale)."""
+    tuned = data.get("group_thresholds")
+    if group_thresholds is not None and tuned is not None and list(tuned) != list(group_thresholds):
+        raise MedltError(f"--guidance-from {path}: tuned under data.group_thresholds {list(tuned)}, this recipe "
+                         f"has {list(group_thresholds)}; re-run `medlt tune-guidance` with this recipe")
+    tuned_groups = data.get("class_groups")
+    if not isinstance(tuned_groups, dict):
+        return
+    names = [c.name for c in plan.classes]
+    if list(tuned_groups) != names:
+        raise MedltError(f"--guidance-from {path}: tuned for classes {list(tuned_groups)[:5]}..., this recipe has "
+                         f"{names[:5]}...; re-run `medlt tune-guidance` with this recipe")
+    moved = [f"{c.name} ({tuned_groups[c.name]} -> {c.group})" for c in plan.classes if tuned_groups[c.name] != c.group]
+    if moved:
+        raise MedltError(f"--guidance-from {path}: {len(moved)} class(es) are in another group than when it was "
+                         f"tuned, e.g. {', '.join(moved[:3])}; re-run `medlt tune-guidance` with this recipe")
+
+
+def apply_guidance_file(settings: dict[str, Any], path: str | Path, plan,
+                        group_thresholds: Sequence[int] | None = None) -> None:
+    """Put the file's per-group scales into `settings` (MedltError when a group with jobs has none, or
+    when the file was tuned under other group thresholds, classes or class groups)."""
     from medlt.diffusion.tune_guidance import load_guidance_scales
 
     scales, data = load_guidance_scales(path)
+    check_tuned_groups(path, data, plan, group_thresholds)
     groups = [c.group for c in plan.classes]
     needed = {row_group(j, groups) for j in plan.jobs}
     missing = sorted(needed - set(scales), key=RARITY.__getitem__)

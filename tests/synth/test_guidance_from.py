@@ -72,6 +72,33 @@ def test_errors(tmp_path):
         run_synth(rec, tmp_path / "o4", generator=gen, table=tab, sampler="rflow", dry_run=True)
 
 
+def test_guidance_tuned_under_other_groups_is_refused(tmp_path):
+    """The json records the thresholds and each class's group; a recipe that groups the classes
+    otherwise is refused before any image, naming both thresholds (or the moved classes)."""
+    rec, tab, gen = _setup(tmp_path)
+    groups = dict(zip(NIH.names, ["head", "medium", "tail"] + ["tail"] * 17, strict=True))
+    base = {"scales": SCALES, "generator": {"checkpoint_sha256": gen.checkpoint_sha256}, "class_groups": groups}
+    other = tmp_path / "other_thr.json"
+    other.write_text(json.dumps({**base, "group_thresholds": [2, 5]}))
+    with pytest.raises(MedltError, match=r"tuned under data.group_thresholds \[2, 5\], this recipe has \[3, 6\]"):
+        run_synth(rec, tmp_path / "o1", generator=gen, table=tab, quota="to_head", guidance_from=other,
+                  show_progress=False)
+    assert not (tmp_path / "o1" / "plan.json").exists() and gen.calls == []
+    moved = tmp_path / "moved.json"
+    moved.write_text(json.dumps({**base, "group_thresholds": [3, 6], "class_groups": {**groups, NIH.names[1]: "tail"}}))
+    with pytest.raises(MedltError, match=rf"{NIH.names[1]} \(tail -> medium\)"):
+        run_synth(rec, tmp_path / "o2", generator=gen, table=tab, quota="to_head", guidance_from=moved)
+    classes = tmp_path / "classes.json"
+    classes.write_text(json.dumps({**base, "group_thresholds": [3, 6], "class_groups": {"A": "head", "B": "tail"}}))
+    with pytest.raises(MedltError, match="tuned for classes"):
+        run_synth(rec, tmp_path / "o3", generator=gen, table=tab, quota="to_head", guidance_from=classes)
+    same = tmp_path / "same.json"  # the same thresholds and groups: accepted
+    same.write_text(json.dumps({**base, "group_thresholds": [3, 6]}))
+    run_synth(rec, tmp_path / "o4", generator=gen, table=tab, quota="to_head", batch_size=8, guidance_from=same,
+              show_progress=False)
+    assert (tmp_path / "o4" / "manifest.csv").is_file()
+
+
 def test_multi_label_rows_take_the_rarest_group():
     groups = ["head", "medium", "tail", "head"]
     job = Job(ordinal=0, key="k", index=0, driver=0, label=(1, 0, 1, 0), seed=1, id="x")
