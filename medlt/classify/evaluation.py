@@ -258,7 +258,8 @@ def evaluate(recipe: Recipe, classifier_run: str | Path, out_dir: str | Path, *,
              feature_extractor: str | Path | list[str | Path] | None = None,
              feature_extractor_recipe: Recipe | None = None, feature_extractor_2d: str | Path | None = None,
              reference_classifier: str | Path | None = None, cas: bool = False,
-             device: str = "cpu", show_progress: bool = True) -> tuple[dict, dict]:
+             device: str = "cpu", show_progress: bool = True,
+             reference_source: str | None = None) -> tuple[dict, dict]:
     from medlt.data.table import load_table
     from medlt.metrics.extractors import load_feature_extractor, random_2d_extractor
 
@@ -306,7 +307,8 @@ def evaluate(recipe: Recipe, classifier_run: str | Path, out_dir: str | Path, *,
 
         gen.update(synthetic_class_checks(recipe, result, table, groups, Path(synthetic_dir), out_dir,
                                           classifier_run=classifier_run, reference_classifier=reference_classifier,
-                                          cas=cas, device=device, show_progress=show_progress))
+                                          cas=cas, device=device, show_progress=show_progress,
+                                          reference_source=reference_source))
         if not feature_extractor and result["classifier"]["train_source"] != "real":
             gen["warning"] = ("the default feature extractor is the evaluated classifier, which saw synthetic "
                               "images; pass --feature-extractor REAL_ONLY_RUN for a clean FID")

@@ -7,7 +7,9 @@ recipe's classes (same names, order and label mode) and read images of the recip
 
 `class_fidelity_of_synthetic` runs the reference over a `medlt synth` folder and returns
 medlt.metrics.fidelity's report; `reference_test_scores` scores the reference itself on the real
-test role, so a reader sees how far to trust it (an inaccurate reference makes every fidelity low).
+test role, so a reader sees how far to trust it (an inaccurate reference makes every fidelity low):
+its per-class recall there is the ceiling of each class's fidelity (medlt.metrics.fidelity.
+mark_judge_recall).
 """
 
 from __future__ import annotations
@@ -91,6 +93,11 @@ def reference_test_scores(recipe: Recipe, clf: Classifier, groups: list[str], ro
     t, p, _ = predict(clf.net, loader, clf.device, multi_label=clf.label_space.multi_label)
     if clf.label_space.multi_label:
         rep = multi_label_report(t.numpy(), p.numpy(), groups, recipe.classifier.threshold)
+        pos = t.numpy() > 0.5
+        hit = (p.numpy() >= recipe.classifier.threshold) & pos
+        n_pos = pos.sum(axis=0)  # recall (TPR at the threshold) per class; NaN without a positive
+        rep["per_class_recall"] = [float(h / n) if n else float("nan") for h, n in zip(hit.sum(axis=0), n_pos,
+                                                                                         strict=True)]
     else:
         rep = single_label_report(t.numpy(), p.argmax(1).numpy(), clf.label_space.num_classes, groups)
     return {"role": role, "split": split, **rep}

@@ -3,7 +3,11 @@ classifier is available) and CAS (with --cas). Called from medlt.classify.evalua
 
 Reference classifier: `--reference-classifier PATH` if given; else the evaluated classifier when
 it was trained on real images only; else class fidelity is reported as skipped, with the reason
-(a classifier that saw synthetic images would judge them by what it learned from them).
+(a classifier that saw synthetic images would judge them by what it learned from them). Its own
+per-class recall on the real test images is reported beside each class's fidelity; classes it
+recalls below evaluate.judge_min_real_recall are named and kept out of the fidelity means.
+`reference_source` says where the judge came from (default "--reference-classifier"; `medlt bench`
+names its oracle or its real-data judge).
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ FIDELITY_DEFINITION = ("share of the synthetic images of class c that the refere
 
 def synthetic_class_checks(recipe: Recipe, result: dict, table, groups: list[str], synthetic_dir: Path,
                            out_dir: Path, *, classifier_run, reference_classifier=None, cas: bool = False,
-                           device: str = "cpu", show_progress: bool = False) -> dict:
+                           device: str = "cpu", show_progress: bool = False,
+                           reference_source: str | None = None) -> dict:
     """{"class_fidelity": ..., "cas": ...} for report.json's generation section."""
     from medlt.classify.reference import (
         class_fidelity_of_synthetic,
@@ -29,11 +34,13 @@ def synthetic_class_checks(recipe: Recipe, result: dict, table, groups: list[str
         reference_test_scores,
     )
 
+    from medlt.metrics.fidelity import mark_judge_recall
+
     ls = table.label_space
     out: dict = {}
     if reference_classifier is not None:
         ref = load_reference(reference_classifier, recipe, ls, device)
-        source = "--reference-classifier"
+        source = reference_source or "--reference-classifier"
     elif result["classifier"]["train_source"] == "real":
         ref = load_reference(classifier_run, recipe, ls, device)
         source = "the evaluated classifier"
@@ -45,11 +52,14 @@ def synthetic_class_checks(recipe: Recipe, result: dict, table, groups: list[str
         fid = class_fidelity_of_synthetic(recipe, synthetic_dir, ref, groups, batch_size=recipe.evaluate.batch_size,
                                           show_progress=show_progress)
         record = reference_record(ref, source)
-        if reference_classifier is not None:  # how far to trust the judge: its own real test scores
-            try:
-                record["real_test"] = reference_test_scores(recipe, ref, groups, "test")
-            except DataError as e:
-                record["real_test"] = {"skipped": str(e)}
+        try:  # how far to trust the judge: its own real test scores, per class the ceiling of fidelity
+            record["real_test"] = reference_test_scores(recipe, ref, groups, "test")
+        except DataError as e:
+            record["real_test"] = {"skipped": str(e)}
+        recall = record["real_test"].get("per_class_recall")
+        if recall is not None:
+            fid = mark_judge_recall(fid, dict(zip(ls.names, recall, strict=True)), ls.names, groups,
+                                    recipe.evaluate.judge_min_real_recall)
         out["class_fidelity"] = {"definition": FIDELITY_DEFINITION, "reference_classifier": record, **fid}
     if cas:
         from medlt.classify.cas import classification_accuracy_score

@@ -19,6 +19,11 @@ Group values are means over the group's classes that have synthetic images (head
 from the *real* training counts); classes without synthetic images are n/a and enter no mean.
 `class_fidelity_single_label` / `class_fidelity_multi_label` are pure functions; the accumulator
 collects predictions batch by batch (an int or K floats per image) and calls them.
+
+A judge can only confirm what it recognises: fidelity_c is bounded by the judge's own recall on
+real images of class c (a judge with real recall 0 on a class reads fidelity 0 for every
+generator). `mark_judge_recall` adds that recall per class and keeps the classes whose real recall
+is below a threshold out of the fidelity means, naming them and counting the classes that entered.
 """
 
 from __future__ import annotations
@@ -168,6 +173,48 @@ def class_fidelity_multi_label(intended, scores, names: Sequence[str], groups: S
         "per_class": per_class,
         "co_assignment_intended_x_predicted_share": co.tolist(),
     }
+
+
+def mark_judge_recall(report: dict, judge_real_recall: dict[str, float], names: Sequence[str],
+                      groups: Sequence[str], min_recall: float) -> dict:
+    """`report` (a class_fidelity_* result) with the judge's real recall per class: classes with
+    recall < min_recall (or unknown) are "judge cannot recognise this class" and enter no mean.
+
+    Adds per_class[c]["judge_real_recall"] / ["judge_recognises"], "judge_min_real_recall",
+    "classes_judge_cannot_recognise", and "classes_in_means" ({"all"|group: [entered, with a value]});
+    the means (mean_class_fidelity / group_mean_fidelity, multi-label mean_auroc / group_mean_auroc
+    and the share means) are recomputed over the recognised classes; the means over every class stay
+    under the same keys with the suffix `_all_classes`."""
+    out = dict(report)
+    multi = report.get("mode") == "multi-label"
+    per = {n: dict(v) for n, v in report["per_class"].items()}
+    recognised = {}
+    for n in names:
+        r = judge_real_recall.get(n)
+        r = None if r is None or (isinstance(r, float) and math.isnan(r)) else float(r)
+        per[n]["judge_real_recall"] = r
+        recognised[n] = r is not None and r >= min_recall
+        per[n]["judge_recognises"] = recognised[n]
+    out["per_class"] = per
+    out["judge_min_real_recall"] = float(min_recall)
+    out["classes_judge_cannot_recognise"] = [n for n in names if not recognised[n]]
+    mean_keys = ([("mean_auroc", "group_mean_auroc", "auroc"),
+                  ("mean_share_intended_predicted_positive", "group_mean_share_intended_predicted_positive",
+                   "share_intended_predicted_positive")] if multi
+                 else [("mean_class_fidelity", "group_mean_fidelity", "fidelity")])
+    for mk, gk, vk in mean_keys:
+        vals = {n: float(per[n][vk]) for n in names}
+        kept = {n: (v if recognised[n] else float("nan")) for n, v in vals.items()}
+        out[f"{mk}_all_classes"], out[f"{gk}_all_classes"] = report[mk], report[gk]
+        out[mk] = _mean(kept.values())
+        out[gk] = _group_means(kept, names, groups)
+    vk = mean_keys[0][2]
+    has = {n: not math.isnan(float(per[n][vk])) for n in names}
+    out["classes_in_means"] = {"all": [sum(has[n] and recognised[n] for n in names), sum(has.values())]}
+    for g in GROUPS:
+        members = [n for n, gg in zip(names, groups, strict=True) if gg == g]
+        out["classes_in_means"][g] = [sum(has[n] and recognised[n] for n in members), sum(has[n] for n in members)]
+    return out
 
 
 class ClassFidelityAccumulator:

@@ -58,6 +58,9 @@ class EvaluateConfig(Section):
     #: other real training image) <= this ratio (r* = the real image nearest to s; exact copies are
     #: always flagged; see docs/evaluation.md)
     memorization_ratio_threshold: float = Field(0.5, gt=0.0)
+    #: class fidelity: a class whose real test images the judge (reference classifier) recalls
+    #: below this share is marked "judge cannot recognise this class" and enters no fidelity mean
+    judge_min_real_recall: float = Field(0.5, ge=0.0, le=1.0)
     #: closest (synthetic, real) pairs saved as images; 0 = none
     memorization_pairs_saved: NonNegativeInt = 8
     #: KID: feature vectors per subset (>= 2) and number of subsets
