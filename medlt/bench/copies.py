@@ -23,6 +23,34 @@ from medlt.utils.atomic import atomic_write_text
 from medlt.utils.seeding import derive_seed
 
 
+def plan_sources(plan, pool_labels: np.ndarray, seed: int, names) -> list[int]:
+    """For each job of `plan`, the row of `pool_labels` ((N, K) 0/1) whose image backs it: a row with
+    the job's label vector (multi-label without one: a row containing the job's driving class),
+    from a seeded permutation of those rows, cycled, so every pool image backs floor or ceil of
+    n_jobs / n_rows jobs. DataError when a class has no row at all."""
+    by_vec: dict[tuple[int, ...], list[int]] = {}
+    for i, row in enumerate(pool_labels):
+        by_vec.setdefault(tuple(int(v) for v in row), []).append(i)
+    rng = np.random.default_rng(seed)
+    pools: dict[tuple, list[int]] = {}
+    used: dict[tuple, int] = {}
+    out = []
+    for job in plan.jobs:
+        key = tuple(int(v) for v in job.label)
+        cand = by_vec.get(key)
+        if not cand:
+            cand = [i for i in range(len(pool_labels)) if pool_labels[i, job.driver] > 0]
+            key = ("driver", job.driver)
+        if not cand:
+            raise DataError(f"class '{names[job.driver]}' has no training image to draw from")
+        if key not in pools:
+            pools[key] = [cand[j] for j in rng.permutation(len(cand))]
+            used[key] = 0
+        out.append(pools[key][used[key] % len(pools[key])])
+        used[key] += 1
+    return out
+
+
 def copies_frame(recipe, table, quota: str | None = None) -> pd.DataFrame:
     """Real rows + copy rows (manifest columns) for `recipe`'s training table and synth quota."""
     from medlt.synth.generate import make_plan
@@ -38,26 +66,13 @@ def copies_frame(recipe, table, quota: str | None = None) -> pd.DataFrame:
     y = train_label_matrix(table.frame, ls, train_split)
     if len(train) != len(y):
         raise DataError("copies control: the training rows and their labels disagree in number")
-    by_vec: dict[tuple[int, ...], list[int]] = {}
-    for i, row in enumerate(y):
-        by_vec.setdefault(tuple(int(v) for v in row), []).append(i)
-    rng = np.random.default_rng(derive_seed(recipe.seed, "copies-control"))
-    pools: dict[tuple, list[int]] = {}
-    used: dict[tuple, int] = {}
+    try:
+        sources = plan_sources(plan, y, derive_seed(recipe.seed, "copies-control"), ls.names)
+    except DataError as e:
+        raise DataError(f"copies control: {e}") from None
     rows = []
-    for n, job in enumerate(plan.jobs):
-        key = tuple(int(v) for v in job.label)
-        cand = by_vec.get(key)
-        if not cand:
-            cand = [i for i in range(len(y)) if y[i, job.driver] > 0]
-            key = ("driver", job.driver)
-        if not cand:
-            raise DataError(f"copies control: class '{ls.names[job.driver]}' has no real training image to copy")
-        if key not in pools:
-            pools[key] = [cand[j] for j in rng.permutation(len(cand))]
-            used[key] = 0
-        src = train.iloc[pools[key][used[key] % len(pools[key])]]
-        used[key] += 1
+    for n, i in enumerate(sources):
+        src = train.iloc[i]
         r = src.copy()
         r["id"] = f"copy{n:05d}__{src['id']}"
         r["source"] = "copy"

@@ -36,7 +36,7 @@ from medlt.errors import Problem
 from medlt.recipe.data import DataConfig
 
 REQUIRED = ("image", "patient_id", "split")
-SOURCE_VALUES = ("real", "synthetic", "copy")
+SOURCE_VALUES = ("real", "synthetic", "copy", "ideal")
 #: values of the optional `root` column: what a row's image path is relative to
 ROOT_VALUES = ("data", "manifest")
 CT_SUFFIXES = (".nii", ".nii.gz")
