@@ -5,10 +5,14 @@ Layout of a bench folder DIR (every run folder is an ordinary medlt run folder):
   DIR/bench.settings.json          recipe (resolved), methods, seeds, preset, judge and extractor
   DIR/bench.log                    one line per cell started / finished (appended)
   DIR/oracle/                      `medlt oracle` run (phantoms only), the shared judge
+  DIR/judge/                       real data without --reference-classifier: the judge, the
+                                   recipe's classifier trained on the real data for balance (cRT)
   DIR/real/c<k>/{classifier,eval}  real-only classifier, classifier seed k
   DIR/copies/c<k>/{copies.csv,classifier,eval}
                                    real + copies of real images, as many per label vector as the
                                    synthetic set adds (medlt.bench.copies)
+  DIR/ideal/set/                   phantoms only: the perfect-synthesis set (medlt.bench.ideal)
+  DIR/ideal/c<k>/{classifier,eval} real + ideal images, classifier seed k
   DIR/<method>/g<s>/{generator,synth,probe}
                                    diffusion model (generator seed s), its synthetic set (the
                                    recipe's quota) and the balanced probe set (medlt.bench.probe)
@@ -24,8 +28,10 @@ bytes); an unfinished classifier cell is redone from scratch.
 Judge and features: every classifier cell with a synthetic set is evaluated with ONE reference
 classifier (class fidelity) and ONE feature extractor (FID/KID, memorization): the phantom oracle
 (`medlt oracle`, trained on a balanced phantom from another seed) when the data is a phantom, else
-the `--reference-classifier` given; without either, the real-only classifier of the first
-classifier seed. The oracle is preferred as the extractor because it was trained on none of the
+the `--reference-classifier` given; without either, DIR/judge: the recipe's classifier trained
+on the real training split with decoupled re-training (cRT), whatever classifier.method says,
+because a judge trained on the natural long tail recalls the rarest classes poorly and so reads
+their fidelity near 0 (docs/benchmark.md). The oracle is preferred as the extractor because it was trained on none of the
 images any cell compares (a real-only classifier's features have seen the real training images
 that memorization and FID compare against). Generation metrics (fidelity, CAS, FID/KID, MS-SSIM,
 memorization) depend on the generator, the judge and the extractor only, so they are computed in
@@ -53,7 +59,7 @@ MARKER = "cell.json"
 
 @dataclass(frozen=True)
 class Cell:
-    """One unit of work. kind: oracle | real | copies | generator | classifier."""
+    """One unit of work. kind: oracle | judge | real | copies | ideal-set | ideal | generator | classifier."""
 
     kind: str
     dir: Path
@@ -63,9 +69,9 @@ class Cell:
 
     @property
     def label(self) -> str:
-        if self.kind == "oracle":
-            return "oracle"
-        if self.kind in ("real", "copies"):
+        if self.kind in ("oracle", "judge", "ideal-set"):
+            return {"oracle": "oracle", "judge": "judge (real data, cRT)", "ideal-set": "ideal set"}[self.kind]
+        if self.kind in ("real", "copies", "ideal"):
             return f"{self.kind} classifier seed {self.clf_seed}"
         if self.kind == "generator":
             return f"{self.method} seed {self.gen_seed}"
@@ -91,12 +97,29 @@ class BenchPlan:
     classifier_seeds: list[int]
     use_oracle: bool
     cells: list[Cell] = field(default_factory=list)
+    #: the perfect-synthesis arm (phantoms only)
+    ideal: bool = False
+    #: DIR/judge: a balanced real-data judge (real data without --reference-classifier)
+    judge_cell: bool = False
+
+    @property
+    def controls(self) -> list[str]:
+        return ["real", "copies", *(["ideal"] if self.ideal else [])]
 
     def real(self, k: int) -> Cell:
         return Cell("real", self.out / "real" / f"c{k}", clf_seed=k)
 
     def copies(self, k: int) -> Cell:
         return Cell("copies", self.out / "copies" / f"c{k}", clf_seed=k)
+
+    def ideal_set(self) -> Cell:
+        return Cell("ideal-set", self.out / "ideal" / "set")
+
+    def ideal_cell(self, k: int) -> Cell:
+        return Cell("ideal", self.out / "ideal" / f"c{k}", clf_seed=k)
+
+    def control(self, name: str, k: int) -> Cell:
+        return {"real": self.real, "copies": self.copies, "ideal": self.ideal_cell}[name](k)
 
     def generator(self, m: str, s: int) -> Cell:
         return Cell("generator", self.out / m / f"g{s}", method=m, gen_seed=s)
@@ -106,14 +129,21 @@ class BenchPlan:
 
 
 def plan_cells(out: Path, methods: list[str], seeds: list[int], classifier_seeds: list[int],
-               use_oracle: bool) -> BenchPlan:
-    """Cells in run order: oracle, the controls, then per generator seed and method the generator
-    and its classifier cells."""
-    p = BenchPlan(Path(out), list(methods), list(seeds), list(classifier_seeds), use_oracle)
+               use_oracle: bool, *, ideal: bool = False, judge_cell: bool = False) -> BenchPlan:
+    """Cells in run order: the judge (oracle or real-data judge), the controls (real, copies, and
+    on phantoms the ideal set and its classifiers), then per generator seed and method the
+    generator and its classifier cells."""
+    p = BenchPlan(Path(out), list(methods), list(seeds), list(classifier_seeds), use_oracle, ideal=ideal,
+                  judge_cell=judge_cell)
     if use_oracle:
         p.cells.append(Cell("oracle", p.out / "oracle"))
+    if judge_cell:
+        p.cells.append(Cell("judge", p.out / "judge"))
     for k in classifier_seeds:
         p.cells += [p.real(k), p.copies(k)]
+    if ideal:
+        p.cells.append(p.ideal_set())
+        p.cells += [p.ideal_cell(k) for k in classifier_seeds]
     for s in seeds:
         for m in methods:
             p.cells.append(p.generator(m, s))
@@ -143,7 +173,21 @@ class Judge:
 
     reference: Path
     extractor: Path
-    kind: str  # phantom-oracle | reference-classifier | real-only-classifier
+    kind: str  # phantom-oracle | reference-classifier | real-balanced-classifier | real-only-classifier
+
+    @property
+    def source(self) -> str:
+        """What report.json records as the judge's source."""
+        return {"phantom-oracle": "medlt bench: phantom oracle (DIR/oracle)",
+                "reference-classifier": "medlt bench --reference-classifier",
+                "real-balanced-classifier": "medlt bench: real-data judge trained for balance (DIR/judge, cRT)",
+                "real-only-classifier": "medlt bench: real-only classifier of the first classifier seed"}[self.kind]
+
+    @property
+    def trained_on_compared_images(self) -> bool:
+        """True when the extractor's features were trained on the real training images that
+        memorization and FID compare against (a caveat on those numbers)."""
+        return self.kind != "phantom-oracle"
 
 
 class Runner:
@@ -172,6 +216,8 @@ class Runner:
             ref, kind = Path(self.reference), "reference-classifier"
         elif p.use_oracle:
             ref, kind = p.out / "oracle", "phantom-oracle"
+        elif p.judge_cell:
+            ref, kind = p.out / "judge", "real-balanced-classifier"
         else:
             ref, kind = p.real(p.classifier_seeds[0]).dir / "classifier", "real-only-classifier"
         ext = Path(self.feature_extractor) if self.feature_extractor is not None else ref
@@ -241,7 +287,7 @@ class Runner:
         if synthetic is not None:
             j = self.judge()
             kw = dict(synthetic_dir=synthetic, feature_extractor=[j.extractor], reference_classifier=j.reference,
-                      cas=self.cas)
+                      cas=self.cas, reference_source=j.source)
         say("evaluate" + (" (classification, generation metrics" + (", CAS" if self.cas else "") + ") ..."
                           if synthetic is not None else " ..."))
         result, assets = evaluate(recipe, classifier, out, device=self._device(), show_progress=self.show_progress,
@@ -253,6 +299,36 @@ class Runner:
         self._classify(r, c.dir / "classifier", say)
         self._evaluate(r, c.dir / "classifier", c.dir / "eval", say)
         return {}
+
+    def _run_judge(self, c: Cell, say) -> dict:
+        from medlt.classify.data import classifier_data
+        from medlt.classify.train import fit_classifier
+
+        r = self.recipe
+        if r.classifier.method != "crt":
+            r = r.model_copy(update={"classifier": r.classifier.model_copy(update={"method": "crt"})})
+        if c.dir.exists():  # redone from scratch, like every classifier cell
+            shutil.rmtree(c.dir)
+        say("classify (judge: real training split, cRT) ...")
+        fit_classifier(r, classifier_data(r), c.dir, show_progress=self.show_progress)
+        return {"judge_method": "crt"}
+
+    def _run_ideal_set(self, c: Cell, say) -> dict:
+        from medlt.bench.ideal import write_ideal_set
+
+        say("ideal set (new phantom images for the quota plan) ...")
+        return write_ideal_set(self.recipe, c.dir, judged_per_class=self.probe_per_class,
+                               show_progress=self.show_progress)
+
+    def _run_ideal(self, c: Cell, say) -> dict:
+        s = self.plan.ideal_set()
+        if not s.done:
+            raise MedltError(f"{c.dir}: the ideal set {s.dir} is not finished")
+        r = with_changes(self.recipe, seed=c.clf_seed)
+        self._classify(r, c.dir / "classifier", say, train_manifest=s.dir / "ideal.csv")
+        first = c.clf_seed == self.plan.classifier_seeds[0]
+        self._evaluate(r, c.dir / "classifier", c.dir / "eval", say, synthetic=s.dir if first else None)
+        return {"generation_metrics": first}
 
     def _run_copies(self, c: Cell, say) -> dict:
         from medlt.bench.copies import write_copies_manifest

@@ -75,14 +75,16 @@ def bench(
     s = parse_seeds(seeds or (p.seeds if p else "0,1,2"))
     k = parse_seeds(classifier_seeds or (p.classifier_seeds if p else "0"), "--classifier-seeds")
     r = load_recipe_cli(recipe, all_sets, uses=("diffusion", "classifier"))
-    use_oracle = reference_classifier is None and is_phantom(r)
-    plan = plan_cells(out, m, s, k, use_oracle)
+    phantom = is_phantom(r)
+    use_oracle = reference_classifier is None and phantom
+    plan = plan_cells(out, m, s, k, use_oracle, ideal=phantom, judge_cell=reference_classifier is None and not phantom)
     settings = {"recipe_file": str(recipe), "preset": preset, "sets": all_sets, "methods": m, "seeds": s,
                 "classifier_seeds": k, "oracle_per_class": oracle_per_class or (p.oracle_per_class if p else None),
                 "oracle_epochs": p.oracle_epochs if p else None, "cas": cas,
                 "probe_per_class": probe_per_class if probe_per_class is not None else (p.probe_per_class if p else 0),
                 "reference_classifier": str(reference_classifier) if reference_classifier else None,
-                "feature_extractor": str(feature_extractor) if feature_extractor else None}
+                "feature_extractor": str(feature_extractor) if feature_extractor else None,
+                "ideal_arm": plan.ideal, "judge_cell": plan.judge_cell}
     check_settings(out, r, settings)
     if dry_run:
         done = sum(c.done for c in plan.cells)

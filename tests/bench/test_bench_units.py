@@ -122,9 +122,11 @@ def test_bench_dry_run_lists_cells_and_errors_are_one_line(tiny_recipe, tmp_path
     code, out, err = _cli(["bench", tiny_recipe, "--out", tmp_path / "b", "--methods", "plain,cbdm+ccua", "--seeds",
                            "0,1", "--classifier-seeds", "0,1", "--dry-run"], capsys)
     assert code == 0, err
-    lines = [line for line in out.splitlines() if "/17 " in line]
-    # oracle + (real, copies) x 2 + 2 seeds x 2 methods x (generator + 2 classifiers)
-    assert len(lines) == 17 and "0 of 17 cells done" in out
+    lines = [line for line in out.splitlines() if "/20 " in line]
+    # oracle + (real, copies) x 2 + ideal set + ideal x 2 + 2 seeds x 2 methods x (generator + 2 classifiers)
+    assert len(lines) == 20 and "0 of 20 cells done" in out
+    assert [line.split()[-1] for line in lines[:8]] == ["oracle", "real/c0", "copies/c0", "real/c1", "copies/c1",
+                                                         "ideal/set", "ideal/c0", "ideal/c1"]
     assert "cbdm+ccua seed 1 classifier seed 1" in lines[-1] and lines[-1].rstrip().endswith("cbdm+ccua/g1/c1")
     assert not (tmp_path / "b").exists()  # a dry run writes nothing
     code, out, err = _cli(["bench", tiny_recipe, "--out", tmp_path / "b", "--methods", "plian", "--dry-run"], capsys)
@@ -147,6 +149,12 @@ def test_one_judge_per_bench(tmp_path):
                                                               tmp_path / "ext.pt")
     fallback = Runner(None, plan_cells(tmp_path, ["plain"], [0], [3, 4], use_oracle=False)).judge()
     assert fallback.kind == "real-only-classifier" and fallback.reference == tmp_path / "real" / "c3" / "classifier"
+    balanced = Runner(None, plan_cells(tmp_path, ["plain"], [0], [3], use_oracle=False, judge_cell=True)).judge()
+    assert balanced.kind == "real-balanced-classifier" and balanced.reference == tmp_path / "judge"
+    assert "cRT" in balanced.source and balanced.trained_on_compared_images and not oracle.trained_on_compared_images
+    assert "--reference-classifier" in given.source and "oracle" in oracle.source
+    p = plan_cells(tmp_path, ["plain"], [0], [3], use_oracle=False, judge_cell=True)
+    assert [c.kind for c in p.cells[:3]] == ["judge", "real", "copies"]
     p = plan_cells(tmp_path, ["plain", "cbdm"], [0, 1], [3], use_oracle=False)
     # controls first (the fallback judge exists before any method cell), then generator, its classifiers
     assert [c.kind for c in p.cells[:4]] == ["real", "copies", "generator", "classifier"]
