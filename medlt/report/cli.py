@@ -12,8 +12,9 @@ def report(
                                                  "(each holds report.json).", show_default=False),
     html: Path = typer.Option(None, "--html", help="Also write a self-contained HTML comparison (tables + "
                                                     "per-class recall plot) to this file."),
-    bootstrap_resamples: int = typer.Option(1000, "--bootstrap-resamples", min=1,
-                                            help="Resamples of the paired bootstrap of each difference."),
+    bootstrap_resamples: int = typer.Option(1000, "--bootstrap-resamples",
+                                            help="Resamples of the paired bootstrap of each difference "
+                                                 "(at least 100)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the paired bootstrap."),
 ) -> None:
     """Compare several evaluations (e.g. real-only vs real+synthetic classifiers) in one table.
@@ -22,12 +23,17 @@ def report(
     macro-F1/MCC (or AUROC/mAP for multi-label) per test role, overall FID and its feature
     extractor; then, for every run after the first, the paired difference to the first run on the
     same test images (matched by image id from DIR/predictions_<role>.csv) with a 95% paired
-    bootstrap interval: "not significant" when it contains 0. Different test sets are an error.
+    bootstrap interval: "not significant" when it contains 0. Different test sets, classes or label
+    modes are an error. Runs are labelled by the shortest path suffix that tells them apart
+    (bench/real/c0/eval and bench/plain/g0/c0/eval: "real/c0/eval" and "g0/c0/eval").
     Example: medlt report runs/eval-real runs/eval-real+syn
     """
     from medlt.report.compare import compare_html, compare_markdown
     from medlt.utils.atomic import atomic_write_text
 
+    from medlt.report.paired import check_resamples
+
+    check_resamples(bootstrap_resamples)  # before any file is read
     kw = dict(bootstrap_resamples=bootstrap_resamples, seed=seed)
     typer.echo(compare_markdown(dirs, **kw))
     if html is not None:

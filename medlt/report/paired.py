@@ -9,8 +9,6 @@ B − A of the headline metric and of each group's mean is reported with its per
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from medlt.classify.predictions import predictions_file, read_predictions
@@ -56,12 +54,30 @@ def verdict(entry: dict | None) -> str:
     return "significant" if entry["significant"] else "not significant (interval contains 0)"
 
 
-def paired_blocks(dirs, reps: list[dict], *, n_resamples: int = 1000, seed: int = 0) -> list[tuple]:
-    """Each later run against the first: one table row per (role, metric)."""
+#: fewest bootstrap resamples `medlt report` accepts: with fewer, the 2.5% and 97.5% percentiles rest
+#: on one or two resamples each and the interval (and so the verdict) is noise
+MIN_RESAMPLES = 100
+
+
+def check_resamples(n_resamples: int) -> None:
+    """DataError naming --bootstrap-resamples unless it is at least MIN_RESAMPLES."""
+    if n_resamples < MIN_RESAMPLES:
+        raise DataError(f"--bootstrap-resamples {n_resamples}: use at least {MIN_RESAMPLES} (a 95% percentile "
+                        f"interval from fewer resamples is too coarse to call a difference significant; "
+                        f"1000, the default, is recommended)")
+
+
+def paired_blocks(dirs, reps: list[dict], *, n_resamples: int = 1000, seed: int = 0,
+                  labels: list[str] | None = None) -> list[tuple]:
+    """Each later run against the first: one table row per (role, metric). `labels`: the runs' names
+    (default: medlt.report.labels.run_labels)."""
     if len(dirs) < 2:
         return []
-    if n_resamples < 1:
-        raise DataError("--bootstrap-resamples must be at least 1")
+    check_resamples(n_resamples)
+    if labels is None:
+        from medlt.report.labels import run_labels
+
+        labels = run_labels(dirs)
     a_dir, a = dirs[0], reps[0]
     ls = LabelSpace(tuple(a["label_space"]["names"]), bool(a["label_space"]["multi_label"]))
     groups = a["groups"]
@@ -73,13 +89,13 @@ def paired_blocks(dirs, reps: list[dict], *, n_resamples: int = 1000, seed: int 
     else:
         metrics = [("balanced_accuracy", "balanced accuracy"), ("macro_f1", "macro-F1")]
         gkey, gname = "group_mean_recall", "mean recall"
-    blocks: list[tuple] = [("h", 2, f"Paired differences against {Path(a_dir).name}")]
+    a_lab = labels[0]
+    blocks: list[tuple] = [("h", 2, f"Paired differences against {a_lab}")]
     rows, notes = [], []
     level = None
-    for b_dir, b in zip(dirs[1:], reps[1:], strict=True):
+    for b_dir, b, b_lab in zip(dirs[1:], reps[1:], labels[1:], strict=True):
         if b["groups"] != groups:
-            notes.append(f"{Path(b_dir).name}: head/medium/tail groups differ from {Path(a_dir).name}'s; "
-                         f"the groups of {Path(a_dir).name} are used.")
+            notes.append(f"{b_lab}: head/medium/tail groups differ from {a_lab}'s; the groups of {a_lab} are used.")
         for role, m in a["classification"].items():
             mb = b["classification"].get(role, {})
             if "skipped" in m or "skipped" in mb or not mb:
@@ -96,12 +112,12 @@ def paired_blocks(dirs, reps: list[dict], *, n_resamples: int = 1000, seed: int 
             for label, e in entries:
                 if e is None:
                     continue
-                rows.append([Path(b_dir).name, f"{role} ({m.get('split', role)})", label, e["a"], e["b"],
+                rows.append([b_lab, f"{role} ({m.get('split', role)})", label, e["a"], e["b"],
                              e["difference"], _iv(e["interval"]), verdict(e)])
     if rows:
         blocks.append(("p", f"B − A on the same test images (matched by image id), {int(level * 100)}% paired "
                             f"percentile bootstrap interval, stratified by class, B = {n_resamples} resamples, "
-                            f"seed {seed}. A = {Path(a_dir).name}."))
+                            f"seed {seed}. A = {a_lab}."))
         blocks.append(("table", ["run B", "role", "metric", "A", "B", "B − A", "95% CI of B − A", "verdict"], rows))
     blocks += [("p", n) for n in notes]
     return blocks
