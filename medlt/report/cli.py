@@ -29,9 +29,8 @@ def report(
     Example: medlt report runs/eval-real runs/eval-real+syn
     """
     from medlt.report.compare import compare_html, compare_markdown
-    from medlt.utils.atomic import atomic_write_text
-
     from medlt.report.paired import check_resamples
+    from medlt.utils.atomic import atomic_write_text
 
     check_resamples(bootstrap_resamples)  # before any file is read
     kw = dict(bootstrap_resamples=bootstrap_resamples, seed=seed)

@@ -11,7 +11,6 @@ from medlt.report import figures
 from medlt.report.document import to_html, to_markdown
 from medlt.report.write import _g, ci_text, role_title
 
-
 #: what `medlt report` reads from each report.json (a `medlt evaluate` output)
 REQUIRED = {"label_space": dict, "classification": dict, "classifier": dict, "groups": list}
 #: top-level "kind" of other medlt outputs -> the verb that wrote them
