@@ -4,10 +4,15 @@ Pure functions: each returns a (B,) tensor, w_t = t/T times the mean over that s
 the term, with exactly the stop-gradients of docs/methods.md. The batch reduction (mean over B) belongs to
 the training loop.
 
-Components (`cbdm`, `overlap`, `ccua`) are built from the recipe's `regularizers:` list. Each one
-1. asks for extra network passes on the same x_t, t (`extra_passes`: name -> labels/uncond), which
-   the objective runs in ONE batched forward together with the main pass, and
-2. turns the outputs into named per-sample terms with their weights (`terms`).
+Components (`cbdm`, `overlap`, `ccua`, `coral`, `t2h`) are built from the recipe's `regularizers:`
+list. Each one
+1. may add named heads to the model (`heads`: CORAL's projection), built with it, so they are in the
+   optimizer, the EMA and the checkpoints,
+2. asks for extra network passes on the same x_t, t (`extra_passes`: name -> labels/uncond), which
+   the objective runs in ONE batched forward together with the main pass, and may ask for the main
+   pass's head projections (`main_projection`),
+3. may replace the training target (`adjust_target`: T2H), and
+4. turns the outputs into named per-sample terms with their weights (`terms`).
 The loop never branches on which components are active.
 """
 
@@ -19,9 +24,13 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
+from medlt.diffusion.coral import coral_terms
 from medlt.diffusion.label_samplers import LabelBank
+from medlt.diffusion.rflow import velocity_target
 from medlt.diffusion.schedule import time_weight
+from medlt.diffusion.t2h import gate, posterior, transferred_noise
 from medlt.errors import RecipeError
 from medlt.registry import Registry, did_you_mean
 from medlt.utils.distributed import all_gather_with_grad
@@ -97,6 +106,7 @@ class Pass:
     labels: torch.Tensor
     uncond: torch.Tensor
     features: bool = False
+    project: bool = False   # the model's heads applied to this pass's pooled bottleneck
 
 
 @dataclass
@@ -111,12 +121,29 @@ class StepContext:
     bank: LabelBank
     outputs: dict[str, torch.Tensor] = field(default_factory=dict)   # pass name -> eps
     features: dict[str, torch.Tensor] = field(default_factory=dict)  # pass name -> bottleneck
+    projections: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)  # pass -> head -> (B, D)
+    # the forward process x_t = signal·x0 + noise_scale·noise ((B,) float64 coefficients)
+    x0: torch.Tensor | None = None
+    x_t: torch.Tensor | None = None
+    noise: torch.Tensor | None = None
+    signal: torch.Tensor | None = None
+    noise_scale: torch.Tensor | None = None
+    flow: bool = False                                               # rectified flow objective
+    notes: dict[str, torch.Tensor] = field(default_factory=dict)     # component diagnostics
+
+    def target_of(self, x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """The objective's target for the pair (x0, noise): ε, or the velocity x0 − ε (rflow)."""
+        return velocity_target(x0, noise) if self.flow else noise
 
 
 class Regularizer:
     """Base: `name`, `weight`, extra passes and named weighted per-sample terms."""
 
     name = "regularizer"
+    #: the main pass must return the heads' projections
+    main_projection = False
+    #: a weight the component must have (None: any weight >= 0)
+    fixed_weight: float | None = None
 
     def __init__(self, weight: float, **options: Any):
         self.weight = float(weight)
@@ -124,8 +151,16 @@ class Regularizer:
     def term_names(self) -> tuple[str, ...]:
         raise NotImplementedError
 
+    def heads(self, bottleneck_channels: int) -> dict[str, nn.Module]:
+        """Named modules the model carries for this component (trained, EMA'd, checkpointed)."""
+        return {}
+
     def extra_passes(self, ctx: StepContext) -> dict[str, Pass]:
         return {}
+
+    def adjust_target(self, ctx: StepContext, target: torch.Tensor) -> torch.Tensor:
+        """The objective's target after this component (default: unchanged)."""
+        return target
 
     def terms(self, ctx: StepContext) -> dict[str, tuple[torch.Tensor, float]]:
         """name -> ((B,) per-sample values, weight)."""
@@ -241,6 +276,68 @@ class CCUA(Regularizer):
         return {"ccua_ucl": (ucl, self.weight * self.alpha), "ccua_al": (al, self.weight * self.gamma_al)}
 
 
+@REGULARIZERS.register("coral")
+class CORAL(Regularizer):
+    """Supervised contrastive loss on the projected bottleneck of the main (conditional) pass
+    (Rodriguez et al. 2025; medlt.diffusion.coral). Default weight 0.05 = the official τ_s·λ;
+    options: temperature τ_s (0.1), kappa κ (0.3). Head: Linear(C_mid → 128) with bias."""
+
+    name = "coral"
+    options = ("temperature", "kappa")
+    ranges = {"temperature": (">", 0.0), "kappa": (">", 0.0)}
+    main_projection = True
+    projection_dim = 128
+
+    def __init__(self, weight: float = 0.05, temperature: float = 0.1, kappa: float = 0.3, fine_tuning=False):
+        super().__init__(weight)
+        self.temperature, self.kappa = float(temperature), float(kappa)
+
+    def term_names(self):
+        return ("coral",)
+
+    def heads(self, bottleneck_channels):
+        return {"coral": nn.Linear(bottleneck_channels, self.projection_dim)}
+
+    def terms(self, ctx):
+        z = ctx.projections["main"]["coral"]
+        v = coral_terms(z, ctx.labels, ctx.timesteps, ctx.num_train_timesteps, temperature=self.temperature,
+                        kappa=self.kappa, keep=~ctx.dropped)
+        return {"coral": (v, self.weight)}
+
+
+@REGULARIZERS.register("t2h")
+class T2H(Regularizer):
+    """T2H / Oriented Calibration (Zhang et al. 2024; medlt.diffusion.t2h): replaces the target by the
+    one of a clean image drawn from the batch posterior (head -> tail only). No options; its weight is
+    fixed at 1 (it adds no term). Logs `t2h_moved`, the share of rows whose target moved (weight 0)."""
+
+    name = "t2h"
+    options = ()
+    fixed_weight = 1.0
+
+    def __init__(self, weight: float = 1.0, fine_tuning=False):
+        super().__init__(weight)
+
+    def term_names(self):
+        return ("t2h_moved",)
+
+    def adjust_target(self, ctx, target):
+        p = posterior(ctx.x0, ctx.x_t, ctx.signal, ctx.noise_scale)
+        draw = torch.multinomial(p.float().cpu(), 1, generator=ctx.generator).squeeze(1).to(ctx.x0.device)
+        source = gate(draw, ctx.labels, ctx.bank.counts)
+        eps = transferred_noise(ctx.x0, ctx.x_t, ctx.signal, ctx.noise_scale, source, noise=ctx.noise)
+        ctx.notes["t2h_moved"] = (source != torch.arange(len(source), device=source.device)).float()
+        return ctx.target_of(ctx.x0.detach()[source].to(eps.dtype), eps)
+
+    def terms(self, ctx):
+        return {"t2h_moved": (ctx.notes["t2h_moved"], 0.0)}
+
+
+def model_heads(regularizers: list[Regularizer], bottleneck_channels: int) -> dict[str, nn.Module]:
+    """Every component's model heads, by name (for build_model)."""
+    return {k: m for r in regularizers for k, m in r.heads(bottleneck_channels).items()}
+
+
 def build_regularizers(configs, *, fine_tuning: bool = False) -> list[Regularizer]:
     """Components from the recipe's `regularizers:` list (RecipeError for unknown names/options)."""
     out: list[Regularizer] = []
@@ -251,5 +348,9 @@ def build_regularizers(configs, *, fine_tuning: bool = False) -> list[Regularize
             raise RecipeError(f"recipe key 'regularizers[{i}].name': '{cfg.name}' is listed twice")
         seen.add(cfg.name)
         _check_options(cfg.name, cfg.options, cls.options, i, getattr(cls, "ranges", None))
+        fixed = getattr(cls, "fixed_weight", None)
+        if fixed is not None and cfg.weight != fixed:
+            raise RecipeError(f"recipe key 'regularizers[{i}].weight': '{cfg.name}' replaces the training "
+                              f"target and adds no term; its weight must be {fixed:g} (got {cfg.weight:g})")
         out.append(cls(weight=cfg.weight, fine_tuning=fine_tuning, **cfg.options))
     return out

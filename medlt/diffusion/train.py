@@ -25,7 +25,7 @@ from medlt.diffusion.images import class_rows, labelled_grid, save_png
 from medlt.diffusion.label_samplers import LabelBank
 from medlt.diffusion.metrics_log import MetricsLog
 from medlt.diffusion.objective import total_loss, training_terms
-from medlt.diffusion.regularizers import build_regularizers
+from medlt.diffusion.regularizers import build_regularizers, model_heads
 from medlt.diffusion.sampling import sample_loop
 from medlt.diffusion.schedule import build_scheduler
 from medlt.diffusion.unet import build_model
@@ -34,6 +34,7 @@ from medlt.recipe import Recipe, dump_resolved, recipe_from_resolved, recipe_to_
 from medlt.recipe.checks import check_diffusion_shapes
 from medlt.recipe.resume import DIFFUSION_RESUMABLE, append_resume_history, check_resume_recipe
 from medlt.utils.checkpoint import load_checkpoint, save_checkpoint
+from medlt.utils.device import resolve_device
 from medlt.utils.distributed import DistInfo, barrier, init_distributed, is_distributed
 from medlt.utils.progress import Progress
 from medlt.utils.seeding import derive_seed, rng_state, seed_everything, set_rng_state
@@ -107,6 +108,7 @@ def train(recipe: Recipe, out_dir: str | Path, *, resume: bool = False, data: Tr
     out = Path(out_dir)
     ckpt_path = out / CHECKPOINT
     tc = recipe.training
+    resolve_device(tc.device, "training.device")  # CUDA asked for but absent: one line, before anything
     info: DistInfo = init_distributed(tc.device)
     device = info.device
     if resume and not ckpt_path.is_file():
@@ -129,7 +131,7 @@ def train(recipe: Recipe, out_dir: str | Path, *, resume: bool = False, data: Tr
     data, latent = prepare_training_data(recipe, data, device, resume_state=state)
     ls = data.label_space
     bank = LabelBank(data.class_counts, ls.multi_label, data.label_vectors)
-    model = build_model(recipe.model, ls).to(device)
+    model = build_model(recipe.model, ls, heads=model_heads(regs, recipe.model.channels[-1])).to(device)
     if tc.init_checkpoint and not resume:
         init = load_checkpoint(tc.init_checkpoint)
         try:

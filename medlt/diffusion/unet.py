@@ -12,6 +12,13 @@ Conditioning (docs/methods.md):
 
 Labels passed to `forward` are the dataset's labels (int64 (B,) indices or float (B, K) multi-hot) plus
 a boolean `uncond` (B,) mask that selects the null condition per row.
+
+Regularizers may add projection heads on the bottleneck (CORAL's Linear(C_mid → 128)): they live in
+`heads` (an nn.ModuleDict), so the optimizer, the EMA copy and checkpoints hold them like any other
+weight. `forward(..., project=True)` applies every head to the spatially averaged middle-block output.
+`load_state_dict` matches heads by name: a checkpoint without a head (written before it existed, or by a
+run without that regularizer) loads with the head left at its initial weights, and a checkpoint's extra
+heads are ignored, so sampling never depends on them.
 """
 
 from __future__ import annotations
@@ -48,7 +55,7 @@ class _TimeEmbeddingPlusLabel(nn.Module):
 class ConditionalUNet(nn.Module):
     """eps(x_t, t, y) with a per-row null condition; optional bottleneck features."""
 
-    def __init__(self, cfg: ModelConfig, label_space: LabelSpace):
+    def __init__(self, cfg: ModelConfig, label_space: LabelSpace, heads: dict[str, nn.Module] | None = None):
         super().__init__()
         self.num_classes = label_space.num_classes
         self.multi_label = label_space.multi_label
@@ -78,6 +85,7 @@ class ConditionalUNet(nn.Module):
             self.present_tokens = nn.Parameter(torch.randn(self.num_classes, d) * 0.02)
             self.absent_tokens = nn.Parameter(torch.randn(self.num_classes, d) * 0.02)
             self.null_tokens = nn.Parameter(torch.randn(self.num_classes, d) * 0.02)
+        self.heads = nn.ModuleDict(heads or {})
         self._features: torch.Tensor | None = None
         self._capture = False
         self.unet.middle_block.register_forward_hook(self._keep_bottleneck)
@@ -91,10 +99,11 @@ class ConditionalUNet(nn.Module):
         return self.num_classes
 
     def forward(self, x: torch.Tensor, timesteps: torch.Tensor, labels: torch.Tensor,
-                uncond: torch.Tensor | None = None, *, return_features: bool = False):
+                uncond: torch.Tensor | None = None, *, return_features: bool = False, project: bool = False):
         """x (B, C, *spatial), timesteps (B,) int, labels (B,) int64 or (B, K) float multi-hot,
         uncond (B,) bool: rows that get the null condition. Returns eps (B, C, *spatial), and the
-        middle-block output (B, C', *spatial') too when `return_features`."""
+        middle-block output (B, C', *spatial') too when `return_features`; with `project`, a third
+        item: head name -> head(spatial mean of the middle-block output) (B, D)."""
         b = x.shape[0]
         if uncond is None:
             uncond = torch.zeros(b, dtype=torch.bool, device=x.device)
@@ -109,7 +118,7 @@ class ConditionalUNet(nn.Module):
             y = labels.to(self.present_tokens.dtype)[:, :, None]
             tokens = y * self.present_tokens[None] + (1 - y) * self.absent_tokens[None]
             kwargs["context"] = torch.where(uncond[:, None, None], self.null_tokens[None], tokens)
-        self._capture = return_features
+        self._capture = return_features or project
         try:
             eps = self.unet(x, timesteps, **kwargs)
             feats = self._features
@@ -118,11 +127,28 @@ class ConditionalUNet(nn.Module):
             self._features = None
             if self.conditioning == "time-embedding":
                 self.unet.time_embed.extra = None
+        if project:
+            pooled = feats.flatten(2).mean(dim=2)
+            return eps, feats, {k: h(pooled) for k, h in self.heads.items()}
         return (eps, feats) if return_features else eps
 
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Strict for the network; heads by name (missing ones keep their weights, extra ones are
+        ignored: see the module docstring)."""
+        own = {k.split(".")[1] for k in self.state_dict() if k.startswith("heads.")}
+        theirs = {k.split(".")[1] for k in state_dict if k.startswith("heads.")}
+        keep = {k: v for k, v in state_dict.items()
+                if not k.startswith("heads.") or k.split(".")[1] in own}
+        for name in own - theirs:
+            keep.update({f"heads.{name}.{k}": v for k, v in self.heads[name].state_dict().items()})
+        return super().load_state_dict(keep, strict=strict, assign=assign)
 
-def build_model(cfg: ModelConfig, label_space: LabelSpace) -> ConditionalUNet:
-    return ConditionalUNet(cfg, label_space)
+
+def build_model(cfg: ModelConfig, label_space: LabelSpace,
+                heads: dict[str, nn.Module] | None = None) -> ConditionalUNet:
+    """The conditional UNet; `heads` are the regularizers' bottleneck heads (medlt.diffusion.regularizers
+    .model_heads), named."""
+    return ConditionalUNet(cfg, label_space, heads)
 
 
 @contextmanager

@@ -116,14 +116,15 @@ class DiffusionConfig(Section):
 
 
 #: a regularizer's weight when the recipe gives none (the components' own defaults agree; tested)
-DEFAULT_REGULARIZER_WEIGHTS = {"cbdm": 1.0, "overlap": 0.1, "ccua": 1.0}
+DEFAULT_REGULARIZER_WEIGHTS = {"cbdm": 1.0, "overlap": 0.1, "ccua": 1.0, "coral": 0.05, "t2h": 1.0}
 
 
 class RegularizerConfig(Section):
     """One long-tail regularizer: registered `name`, its `weight` (>= 0) and its own options.
 
     Without `weight` the component's default applies: cbdm 1.0, overlap 0.1 (its push is bounded by
-    the margin but competes with the denoising loss; 0.1 keeps it a correction), ccua 1.0."""
+    the margin but competes with the denoising loss; 0.1 keeps it a correction), ccua 1.0, coral 0.05
+    (the official τ_s·λ = 0.1·0.5), t2h 1 (it replaces the target and adds no term: only 1 is valid)."""
 
     name: str
     weight: NonNegativeFloat = 1.0
