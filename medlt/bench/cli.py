@@ -68,6 +68,7 @@ def bench(
     from medlt.bench.settings import check_settings, is_phantom, write_settings
     from medlt.bench.table import build_table, write_table
     from medlt.cliutils import load_recipe_cli
+    from medlt.utils.device import check_recipe_devices
 
     p = get_preset(preset)
     all_sets = [*(p.sets if p else []), *(sets or [])]
@@ -75,6 +76,8 @@ def bench(
     s = parse_seeds(seeds or (p.seeds if p else "0,1,2"))
     k = parse_seeds(classifier_seeds or (p.classifier_seeds if p else "0"), "--classifier-seeds")
     r = load_recipe_cli(recipe, all_sets, uses=("diffusion", "classifier"))
+    check_recipe_devices(r, ("training.device", "classifier.device"),
+                         f"--preset {preset} sets it" if p and any("device=" in x for x in p.sets) else "")
     phantom = is_phantom(r)
     use_oracle = reference_classifier is None and phantom
     plan = plan_cells(out, m, s, k, use_oracle, ideal=phantom, judge_cell=reference_classifier is None and not phantom)

@@ -34,9 +34,11 @@ def classify(
     """
     from medlt.classify.data import classifier_data
     from medlt.classify.train import fit_classifier
+    from medlt.utils.device import check_recipe_devices
     from medlt.utils.distributed import cleanup, init_distributed
 
     r = load_recipe_cli(recipe, sets, uses=("classifier",))
+    check_recipe_devices(r, ("classifier.device",))
     info = init_distributed(r.classifier.device)  # before the loaders, so torchrun shards training
     data = classifier_data(r, train_manifest=train_manifest, train_root=train_root)
     summary = fit_classifier(r, data, out, show_progress=info.is_main)
@@ -81,16 +83,17 @@ def evaluate(
     --synthetic runs/synth --out runs/eval-real
     """
     from medlt.classify.evaluation import evaluate as run_eval
-    from medlt.classify.train import resolve_device
     from medlt.recipe import load_recipe
     from medlt.report.write import write_report
+    from medlt.utils.device import resolve_device
 
     r = load_recipe_cli(recipe, sets, uses=("classifier",))
+    device = str(resolve_device(r.classifier.device, "classifier.device"))
     fer = load_recipe(feature_extractor_recipe) if feature_extractor_recipe else None
     result, assets = run_eval(r, classifier, out, synthetic_dir=synthetic, feature_extractor=feature_extractor,
                               feature_extractor_recipe=fer, feature_extractor_2d=feature_extractor_2d,
                               reference_classifier=reference_classifier, cas=cas,
-                              device=str(resolve_device(r.classifier.device)))
+                              device=device)
     from medlt.data.bad_images import skipped_image_counts, write_skipped_images
 
     write_skipped_images(out)  # data.on_bad_image=skip: OUT/skipped_images.csv
@@ -138,8 +141,10 @@ def oracle(
     Example: medlt oracle recipes/phantom/nih_cxr_lt.yaml --out runs/oracle --per-class 60
     """
     from medlt.classify.oracle import build_oracle
+    from medlt.utils.device import check_recipe_devices
 
     r = load_recipe_cli(recipe, sets, uses=("classifier",))
+    check_recipe_devices(r, ("classifier.device",))
     res = build_oracle(r, out, per_class=per_class, seed=seed)
     t = res["test_on_evaluated_phantom"]
     key = "balanced_accuracy" if "balanced_accuracy" in t else "mean_per_class_balanced_accuracy_tpr_tnr"

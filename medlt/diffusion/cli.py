@@ -29,9 +29,11 @@ def train_cmd(
     import os
 
     from medlt.diffusion.train import train
+    from medlt.utils.device import check_recipe_devices
     from medlt.utils.distributed import cleanup
 
     r = load_recipe_cli(recipe, sets, uses=("diffusion",))
+    check_recipe_devices(r, ("training.device",))
     try:
         ckpt = train(r, out, resume=resume)
     finally:
@@ -65,10 +67,11 @@ def sample_cmd(
     from medlt.diffusion.images import contact_sheet, save_png, to_display
     from medlt.diffusion.sample import load_generator
     from medlt.errors import MedltError
+    from medlt.utils.device import resolve_device
     from medlt.utils.seeding import derive_seed
 
     r = load_recipe_cli(recipe, sets)
-    dev = "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
+    dev = resolve_device(device, "--device")
     gen = load_generator(checkpoint, device=dev)
     ls = gen.label_space
     _check_classes(r, ls, checkpoint)
@@ -152,22 +155,35 @@ def tune_guidance_cmd(
     OUT/guidance.json (use it with `medlt synth --guidance-from OUT/guidance.json`) and
     OUT/guidance.png (FID and fidelity vs scale, one line per group).
     """
-    import torch
-
     from medlt.diffusion.tune_guidance import tune_guidance
     from medlt.errors import MedltError
+    from medlt.utils.device import resolve_device
 
     try:
         values = [float(v) for v in scales.split(",") if v.strip()]
     except ValueError:
         raise MedltError(f"--scales must be comma-separated numbers, got '{scales}'") from None
     r = load_recipe_cli(recipe, sets)
-    dev = "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
+    dev = str(resolve_device(device, "--device"))
+    _check_out_folder(out)
     res = tune_guidance(r, checkpoint, reference_classifier, out, scales=values, steps=steps, sampler=sampler,
                         per_class=per_class, device=dev, log=lambda s: typer.echo(s, err=True))
     for g, c in res["choice"].items():
         typer.echo(f"{g}: guidance scale {c['scale']:g} ({c['reason']})")
     typer.echo(f"written: {out / 'guidance.json'}, {out / 'guidance.png'}")
+
+
+def _check_out_folder(out: Path) -> None:
+    """OutputError (before any sampling) when --out, or a folder above it, is an existing file."""
+    from medlt.errors import OutputError
+
+    for p in (out, *out.parents):
+        if p.exists():
+            if not p.is_dir():
+                what = "is a file" if p == out else f"lies under the file {p}"
+                raise OutputError(f"--out {out}: {what}, not a folder; choose a folder for guidance.json "
+                                  f"and guidance.png")
+            return
 
 
 def register(app: typer.Typer) -> None:

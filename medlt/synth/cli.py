@@ -51,10 +51,12 @@ def synth(
     from medlt.synth.generate import run_synth
     from medlt.synth.plan import plan_table
     from medlt.utils.checkpoint import file_sha256
+    from medlt.utils.device import resolve_device
     from medlt.utils.distributed import cleanup, init_distributed
 
     console = Console(stderr=False)
     rec = load_recipe_cli(recipe, sets)
+    resolve_device(device, "--device")  # CUDA asked for but absent: one line, before any work
     if not dry_run and checkpoint is None:
         raise MedltError("--checkpoint is required (only --dry-run works without it)")
     if (filter_classifier is None) != (min_confidence is None):
