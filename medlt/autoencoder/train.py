@@ -38,6 +38,7 @@ from medlt.errors import CheckpointError, DataError, MedltError, RecipeError, Tr
 from medlt.recipe import Recipe, dump_resolved, recipe_from_resolved, recipe_to_dict
 from medlt.recipe.resume import append_resume_history, check_resume_recipe
 from medlt.utils.checkpoint import load_checkpoint, save_checkpoint
+from medlt.utils.device import resolve_device
 from medlt.utils.distributed import barrier, init_distributed, is_distributed
 from medlt.utils.progress import Progress
 from medlt.utils.seeding import derive_seed, rng_state, seed_everything, set_rng_state
@@ -118,6 +119,7 @@ def train_autoencoder(recipe: Recipe, out_dir: str | Path, *, resume: bool = Fal
     ckpt_path = out / CHECKPOINT
     cfg = recipe.autoencoder
     tc = cfg.training
+    resolve_device(tc.device, "autoencoder.training.device")  # CUDA asked for but absent: one line, before anything
     info = init_distributed(tc.device)
     device = info.device
     if resume and not ckpt_path.is_file():
