@@ -29,6 +29,14 @@ DEFINITION = ("Classification Accuracy Score (Ravuri & Vinyals 2019): the recipe
               "the synthetic images only, tested on the real test split")
 
 
+def absent_warning(absent: list[str], num_classes: int) -> str:
+    """The one-line warning for classes with no synthetic training image (CAS then scores them as
+    never learned, so it measures the set's class coverage as much as its fidelity)."""
+    shown = ", ".join(absent[:8]) + (f", ... ({len(absent) - 8} more)" if len(absent) > 8 else "")
+    return (f"{len(absent)} of {num_classes} classes have no synthetic image ({shown}); the CAS classifier never "
+            f"saw them, so CAS is low for missing coverage, not only for poor images")
+
+
 def _bind_run(run: Path, manifest: Path) -> None:
     """Refuse a CAS run folder trained on another synthetic manifest; record ours."""
     sha = file_sha256(manifest)
@@ -74,9 +82,14 @@ def classification_accuracy_score(recipe: Recipe, synthetic_dir: str | Path, run
 
         scores["per_class_recall_ci95"] = [list(wilson_interval(row[c], sum(row)))
                                            for c, row in enumerate(scores["confusion_matrix"])]
+    counts = list(map(int, data.train_counts))
+    absent = [n for n, k in zip(data.label_space.names, counts, strict=True) if k == 0]
+    extra = {"absent_classes": absent}
+    if absent:
+        extra["warning"] = absent_warning(absent, len(counts))
     return {"definition": DEFINITION, "classifier": reference_name(clf), "run": str(run.resolve()),
             "checkpoint_sha256": clf.checkpoint_sha256, "architecture": recipe.classifier.architecture,
             "method": recipe.classifier.method, "epochs_trained": int(summary.get("epochs", 0)),
             "model_selection": f"{summary.get('selection_metric', 'val score')} on the real val role",
-            "n_train_synthetic": n_syn, "train_class_counts": list(map(int, data.train_counts)),
-            "test_role": scores.pop("role"), "test_split": scores.pop("split"), **scores}
+            "n_train_synthetic": n_syn, "train_class_counts": counts,
+            "test_role": scores.pop("role"), "test_split": scores.pop("split"), **scores, **extra}

@@ -119,6 +119,8 @@ def _echo_class_checks(gen: dict) -> None:
     if cas:
         key = "balanced_accuracy" if "balanced_accuracy" in cas else "mean_per_class_balanced_accuracy_tpr_tnr"
         typer.echo(f"CAS ({cas['test_split']}): {key} = {cas[key]:.4f}")
+        if cas.get("warning"):
+            typer.echo(f"warning: CAS: {cas['warning']}", err=True)
 
 
 def oracle(

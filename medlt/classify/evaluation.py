@@ -18,7 +18,7 @@ from medlt.classify.data import synthetic_recipe
 from medlt.classify.load import load_classifier
 from medlt.classify.train import predict
 from medlt.cliutils import progress
-from medlt.errors import DataError
+from medlt.errors import DataError, ValidationFailed
 from medlt.recipe import Recipe, recipe_to_dict
 
 
@@ -83,27 +83,12 @@ def classification_metrics(recipe: Recipe, clf, table, groups: list[str], *, sho
     return out, preds
 
 
-def generation_metrics(recipe: Recipe, table, groups: list[str], synthetic_dir: Path, extractors,
-                       extractor_2d, out_dir: Path, *, show_progress: bool,
-                       extractor_info: list[dict] | None = None) -> tuple[dict, dict]:
-    """Generation quality of a synthetic folder against the real training split, per feature
-    extractor (`extractors`: one or several; every metric block is keyed by extractor name and
-    never compared across extractors). JSON layout: docs/evaluation.md#the-generation-block-of-reportjson."""
-    from torch.utils.data import DataLoader
-
-    from medlt.data.loaders import build_dataset
+def check_synthetic_set(recipe: Recipe, synthetic_dir: str | Path) -> Recipe:
+    """The recipe reading a synthetic folder, after checking its manifest: every row valid
+    (ValidationFailed lists them), source=synthetic, in the training split. Cheap (no image is read),
+    so `evaluate` runs it before writing anything."""
     from medlt.data.table import load_table
-    from medlt.metrics.diversity import ClassDiversity
-    from medlt.metrics.feature_stats import ClassFeatureStats
-    from medlt.metrics.memorization import MemorizationAccumulator
-    from medlt.metrics.slices import PLANES, volume_slices
-    from medlt.report.figures import save_pair_png
 
-    extractors = list(extractors) if isinstance(extractors, list | tuple) else [extractors]
-    info = extractor_info or [{"name": e.name, "source": None, "sha256": None} for e in extractors]
-    ev = recipe.evaluate
-    ls = table.label_space
-    names = list(ls.names)
     manifest = Path(synthetic_dir) / "manifest.csv"
     syn_recipe = synthetic_recipe(recipe, synthetic_dir)
     syn_table = load_table(syn_recipe)
@@ -115,6 +100,37 @@ def generation_metrics(recipe: Recipe, table, groups: list[str], synthetic_dir: 
     syn_split = recipe.data.splits.train
     if syn_split not in syn_table.splits:
         raise DataError(f"{manifest}: no rows in split '{syn_split}' (synthetic rows belong to the train split)")
+    return syn_recipe
+
+
+def _files_under(folder: Path) -> dict[str, int]:
+    """relative path -> mtime (ns) of every file under `folder` (none when it does not exist)."""
+    if not folder.is_dir():
+        return {}
+    return {str(f.relative_to(folder)): f.stat().st_mtime_ns for f in folder.rglob("*") if f.is_file()}
+
+
+def generation_metrics(recipe: Recipe, table, groups: list[str], synthetic_dir: Path, extractors,
+                       extractor_2d, out_dir: Path, *, show_progress: bool,
+                       extractor_info: list[dict] | None = None) -> tuple[dict, dict]:
+    """Generation quality of a synthetic folder against the real training split, per feature
+    extractor (`extractors`: one or several; every metric block is keyed by extractor name and
+    never compared across extractors). JSON layout: docs/evaluation.md#the-generation-block-of-reportjson."""
+    from torch.utils.data import DataLoader
+
+    from medlt.data.loaders import build_dataset
+    from medlt.metrics.diversity import ClassDiversity
+    from medlt.metrics.feature_stats import ClassFeatureStats
+    from medlt.metrics.memorization import MemorizationAccumulator
+    from medlt.metrics.slices import PLANES, volume_slices
+    from medlt.report.figures import save_pair_png
+
+    extractors = list(extractors) if isinstance(extractors, list | tuple) else [extractors]
+    info = extractor_info or [{"name": e.name, "source": None, "sha256": None} for e in extractors]
+    ev = recipe.evaluate
+    ls = table.label_space
+    names = list(ls.names)
+    syn_recipe = check_synthetic_set(recipe, synthetic_dir)
     syn_ds = build_dataset(syn_recipe, "train")
     real_ds = build_dataset(recipe, "train")
     sdims = int(real_ds[0]["image"].ndim - 1)
@@ -276,6 +292,33 @@ def evaluate(recipe: Recipe, classifier_run: str | Path, out_dir: str | Path, *,
         from medlt.classify.reference import load_reference
 
         load_reference(reference_classifier, recipe, ls)
+    exts = info = ext2d = None
+    if synthetic_dir is not None:  # check the synthetic set and load the extractors before writing anything
+        check_synthetic_set(recipe, synthetic_dir)
+        exts, info = feature_extractors(feature_extractor, classifier_run, clf, device=device,
+                                        recipe=feature_extractor_recipe)
+        if clf.spatial_dims == 3:
+            ext2d = (load_feature_extractor(feature_extractor_2d, device=device, recipe=feature_extractor_recipe,
+                                            spatial_dims=2)
+                     if feature_extractor_2d else random_2d_extractor(device=device, seed=recipe.seed))
+    before = _files_under(out_dir)
+    try:
+        return _evaluate(recipe, classifier_run, out_dir, clf, table, synthetic_dir, exts, info, ext2d,
+                         feature_extractor=feature_extractor, reference_classifier=reference_classifier, cas=cas,
+                         device=device, show_progress=show_progress, reference_source=reference_source)
+    except ValidationFailed as e:  # found after files were written: never "nothing was changed"
+        written = sorted(f for f, t in _files_under(out_dir).items() if before.get(f) != t)
+        if not written:
+            raise
+        shown = ", ".join(written[:4]) + (f" and {len(written) - 4} more" if len(written) > 4 else "")
+        raise DataError("\n".join(map(str, e.problems)) + f"\n{len(e.problems)} problem(s); {out_dir} already "
+                        f"holds {shown} from this unfinished run") from None
+
+
+def _evaluate(recipe: Recipe, classifier_run, out_dir: Path, clf, table, synthetic_dir, exts, info, ext2d, *,
+              feature_extractor, reference_classifier, cas: bool, device: str, show_progress: bool,
+              reference_source: str | None) -> tuple[dict, dict]:
+    ls = table.label_space
     counts = table.class_counts("train")
     groups = ls.groups(counts, recipe.data.group_thresholds)
     result = {
@@ -293,13 +336,6 @@ def evaluate(recipe: Recipe, classifier_run: str | Path, out_dir: str | Path, *,
                                                              show_progress=show_progress, out_dir=out_dir)
     assets: dict = {}
     if synthetic_dir is not None:
-        exts, info = feature_extractors(feature_extractor, classifier_run, clf, device=device,
-                                        recipe=feature_extractor_recipe)
-        ext2d = None
-        if clf.spatial_dims == 3:
-            ext2d = (load_feature_extractor(feature_extractor_2d, device=device, recipe=feature_extractor_recipe,
-                                            spatial_dims=2)
-                     if feature_extractor_2d else random_2d_extractor(device=device, seed=recipe.seed))
         gen, assets = generation_metrics(recipe, table, groups, Path(synthetic_dir), exts, ext2d, out_dir,
                                          show_progress=show_progress, extractor_info=info)
         result["generation"] = gen

@@ -90,6 +90,8 @@ def cas_blocks(result: dict) -> list[tuple]:
                             f"{cas['n_train_synthetic']} synthetic training images; model selection: "
                             f"{cas['model_selection']}). Beside it: the evaluated classifier (trained on {src}) on "
                             f"the same test images.")]
+    if cas.get("warning"):
+        b.append(("p", "Warning: " + cas["warning"]))
     if "balanced_accuracy" in cas:
         b.append(("table", ["scores on " + cas["test_split"], "balanced accuracy", *GROUPS, "macro-F1"],
                   [["CAS (train = synthetic only)", cas["balanced_accuracy"],

@@ -159,3 +159,24 @@ def test_error_paths(world, tmp_path, capsys, tiny):
     with pytest.raises(DataError, match="1 of its 9 training rows are not source=synthetic"):
         classification_accuracy_score(load_recipe(r), other_syn, tmp_path / "cas", ["head", "medium", "tail"])
     assert not (tmp_path / "cas").exists()
+
+
+def test_cas_warns_about_classes_absent_from_the_synthetic_set(world, tmp_path, capsys):
+    """A synthetic set without class Rare: CAS is computed, but one warning line (and report.json /
+    report.md) names the missing class."""
+    b, r = world["b"], world["recipe"]
+    syn = tmp_path / "syn_no_rare"
+    syn.mkdir()
+    fakedata.make_synthetic(b / "real", syn, counts=(4, 4, 0), plant_copy=False)
+    code, out, err = run_cli(["evaluate", r, "--classifier", b / "clf_real", "--synthetic", syn, "--cas",
+                              "--out", tmp_path / "e", "--set", "classifier.epochs=1",
+                              *world["fast"]], capsys)
+    assert code == 0, err
+    warn = [line for line in err.splitlines() if line.startswith("warning: CAS")]
+    assert len(warn) == 1 and "1 of 3 classes have no synthetic image (Rare)" in warn[0]
+    cas = json.loads((tmp_path / "e" / "report.json").read_text())["generation"]["cas"]
+    assert cas["absent_classes"] == ["Rare"] and cas["train_class_counts"] == [4, 4, 0]
+    assert "Rare" in cas["warning"]
+    assert "Warning: 1 of 3 classes have no synthetic image (Rare)" in (tmp_path / "e" / "report.md").read_text()
+    # every class present: no warning, an empty list
+    assert json.loads((b / "eval" / "report.json").read_text())["generation"]["cas"]["absent_classes"] == []

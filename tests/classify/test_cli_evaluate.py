@@ -225,3 +225,34 @@ def test_two_extractors_each_keyed_by_name_with_sha256(world, tmp_path, capsys):
                             "--out", tmp_path / "ev2", "--feature-extractor", ts, "--feature-extractor", ts, *quick],
                            capsys)
     assert code != 0 and "given twice" in err and "Traceback" not in err
+
+
+def test_a_failing_evaluate_says_truthfully_what_it_wrote(world, tmp_path, capsys, monkeypatch):
+    """An invalid synthetic manifest is found before any file is written ("nothing was changed" is
+    then true); a validation failure after the first files says which files are there."""
+    import pandas as pd
+
+    from medlt.errors import Problem, ValidationFailed
+
+    bad = tmp_path / "bad"
+    (bad / "images").mkdir(parents=True)
+    df = pd.read_csv(world["base"] / "syn" / "manifest.csv", dtype=str)
+    for p in df["image"]:
+        (bad / p).write_bytes((world["base"] / "syn" / p).read_bytes())
+    df.loc[2, "Mid"] = "7"
+    df.to_csv(bad / "manifest.csv", index=False)
+    args = ["evaluate", world["recipe"], "--classifier", world["base"] / "clf_real", "--set", "evaluate.roles=[test]",
+            "--set", "evaluate.bootstrap_resamples=0"]
+    code, _, err = run_cli([*args, "--synthetic", bad, "--out", tmp_path / "e"], capsys)
+    assert code != 0 and "Traceback" not in err and "nothing was changed" in err
+    assert "manifest.csv:row 3" in err and "Mid" in err
+    assert not (tmp_path / "e").exists()  # refused before the predictions were written
+
+    def late_failure(*a, **k):
+        raise ValidationFailed([Problem("late.csv", 4, "bad-label", "not 0/1")])
+
+    monkeypatch.setattr("medlt.classify.evaluation.generation_metrics", late_failure)
+    code, _, err = run_cli([*args, "--synthetic", world["base"] / "syn", "--out", tmp_path / "e2"], capsys)
+    assert code != 0 and "Traceback" not in err and "nothing was changed" not in err
+    assert "error: late.csv:row 4: [bad-label] not 0/1" in err
+    assert f"1 problem(s); {tmp_path / 'e2'} already holds predictions_test.csv from this unfinished run" in err
