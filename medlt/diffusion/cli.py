@@ -65,7 +65,7 @@ def sample_cmd(
     import torch
 
     from medlt.diffusion.images import contact_sheet, save_png, to_display
-    from medlt.diffusion.sample import load_generator
+    from medlt.diffusion.sample import load_generator, recipe_for_generator
     from medlt.errors import MedltError
     from medlt.utils.device import resolve_device
     from medlt.utils.seeding import derive_seed
@@ -75,6 +75,7 @@ def sample_cmd(
     gen = load_generator(checkpoint, device=dev)
     ls = gen.label_space
     _check_classes(r, ls, checkpoint)
+    r = recipe_for_generator(r, gen, checkpoint)  # the checkpoint defines its model (and sampler default)
     seed = r.seed if seed is None else seed
     if ls.multi_label:
         if labels is None:

@@ -64,10 +64,12 @@ class Generator:
         return labels
 
     def generate(self, labels: torch.Tensor, seeds: Sequence[int], *, guidance_scale: float | Sequence[float],
-                 num_inference_steps: int, sampler: str = "ddim", batch_size: int | None = None,
+                 num_inference_steps: int, sampler: str | None = None, batch_size: int | None = None,
                  callback=None) -> torch.Tensor:
         """(B, C, H, W[, D]) float32 on CPU in model space, clamped to [-1, 1]. `guidance_scale`: one
-        ω for all, or one per sample (the same image as a batch of that ω alone)."""
+        ω for all, or one per sample (the same image as a batch of that ω alone). `sampler`: None =
+        the checkpoint's own sampling.sampler (it fits its objective)."""
+        sampler = sampler or self.recipe.sampling.sampler
         check_sampler(sampler, self.recipe.diffusion.objective)
         labels = self._check_labels(labels)
         seeds = [int(s) for s in seeds]
@@ -126,3 +128,14 @@ def load_generator(checkpoint: str | Path, device: str | torch.device = "cpu") -
     from medlt.autoencoder.generator import with_latent_decoder
 
     return with_latent_decoder(gen, state, path, device)  # latent diffusion: decodes its samples
+
+
+def recipe_for_generator(recipe: Recipe, gen: Generator, where: str | Path) -> Recipe:
+    """`recipe` with the model-defining keys of `gen`'s checkpoint (medlt.diffusion.model_keys):
+    RecipeError when the recipe sets one of them to another value; a sampler that does not fit the
+    checkpoint's objective follows it."""
+    from medlt.diffusion.model_keys import recipe_with_model_of
+
+    ae = getattr(gen, "autoencoder", None)  # latent checkpoints carry their autoencoder
+    return recipe_with_model_of(recipe, gen.recipe, where=str(where),
+                                latent_config=ae.config.model_dump(mode="json") if ae is not None else None)

@@ -109,7 +109,7 @@ def tune_guidance(recipe, checkpoint: str | Path, reference: str | Path, out_dir
     from medlt.cliutils import progress
     from medlt.data.loaders import build_dataloader
     from medlt.data.sources import label_space_for
-    from medlt.diffusion.sample import check_sampler, load_generator, resolve_checkpoint
+    from medlt.diffusion.sample import check_sampler, load_generator, recipe_for_generator, resolve_checkpoint
     from medlt.metrics.feature_stats import ClassFeatureStats
     from medlt.metrics.fidelity import ClassFidelityAccumulator
 
@@ -128,6 +128,7 @@ def tune_guidance(recipe, checkpoint: str | Path, reference: str | Path, out_dir
         raise DataError(f"checkpoint {checkpoint} was trained on classes {list(ls.names)} (multi_label="
                         f"{ls.multi_label}); the recipe's data has {list(mine.names)} (multi_label="
                         f"{mine.multi_label}); use the recipe it was trained with")
+    recipe = recipe_for_generator(recipe, gen, checkpoint)  # the checkpoint defines its model
     names = list(ls.names)
     sampler = sampler or recipe.sampling.sampler
     steps = int(steps or recipe.sampling.num_inference_steps)

@@ -197,6 +197,8 @@ def run_synth(recipe, out_dir: str | Path, *, generator=None, checkpoint: str | 
         from medlt.data.table import load_table
 
         table = load_table(recipe)
+    if not dry_run:
+        generator, recipe = _generator_and_recipe(recipe, table, generator, checkpoint, device)
     plan = make_plan(recipe, table, quota)
     settings: dict[str, Any] = {"quota": str(plan.quota), **sampling_settings(
         recipe, guidance_scale=guidance_scale, sampler=sampler, steps=steps, batch_size=batch_size)}
@@ -229,19 +231,7 @@ def run_synth(recipe, out_dir: str | Path, *, generator=None, checkpoint: str | 
         result.seconds = time.perf_counter() - t0
         return result
 
-    if generator is None:
-        if checkpoint is None:
-            raise MedltError("--checkpoint is needed to generate (only --dry-run works without it)")
-        from medlt.diffusion.sample import load_generator
-
-        generator = load_generator(checkpoint, device=device)
     gen_names = tuple(generator.label_space.names)
-    if gen_names != tuple(table.label_space.names) or bool(generator.label_space.multi_label) != bool(
-            table.label_space.multi_label):
-        raise CheckpointError(
-            f"checkpoint {checkpoint or ''} was trained on classes {list(gen_names)} "
-            f"(multi_label={generator.label_space.multi_label}); the recipe's data has "
-            f"{list(table.label_space.names)} (multi_label={table.label_space.multi_label})")
     clf_space = getattr(classifier, "label_space", None)
     if clf_space is not None and tuple(clf_space.names) != gen_names:
         raise CheckpointError(f"filter classifier classes {list(clf_space.names)} differ from the "
@@ -287,6 +277,30 @@ def run_synth(recipe, out_dir: str | Path, *, generator=None, checkpoint: str | 
     barrier()
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def _generator_and_recipe(recipe, table, generator, checkpoint, device: str):
+    """Load the checkpoint (unless a generator is given), check its classes against the recipe's,
+    and take its model-defining keys (medlt.diffusion.model_keys; a test double without a recipe
+    keeps the recipe as it is)."""
+    if generator is None:
+        if checkpoint is None:
+            raise MedltError("--checkpoint is needed to generate (only --dry-run works without it)")
+        from medlt.diffusion.sample import load_generator
+
+        generator = load_generator(checkpoint, device=device)
+    gen_names = tuple(generator.label_space.names)
+    if gen_names != tuple(table.label_space.names) or bool(generator.label_space.multi_label) != bool(
+            table.label_space.multi_label):
+        raise CheckpointError(
+            f"checkpoint {checkpoint or ''} was trained on classes {list(gen_names)} "
+            f"(multi_label={generator.label_space.multi_label}); the recipe's data has "
+            f"{list(table.label_space.names)} (multi_label={table.label_space.multi_label})")
+    if getattr(generator, "recipe", None) is not None:
+        from medlt.diffusion.sample import recipe_for_generator
+
+        recipe = recipe_for_generator(recipe, generator, checkpoint or "(the given generator)")
+    return generator, recipe
 
 
 def _run_all(runner: _Runner, plan: SynthPlan, recipe, out_dir: Path) -> list[Job]:
