@@ -12,6 +12,10 @@ x_t, high at high noise, as t/T is for DDPM.
 Training times are drawn with MONAI's `sample_timesteps` (uniform or logit-normal, optionally the
 resolution transform); it draws from torch's global RNG, so `flow_timesteps` runs it under a forked
 RNG seeded from the step's generator: a step's times are a pure function of that generator.
+
+`diffusion.rflow.transform_scale` multiplies the resolution ratio of the timestep transform. MONAI
+1.6.1's `set_timesteps` and `sample_timesteps` call `timestep_transform` without the scheduler's
+`transform_scale`, so upstream the key changes nothing; `ScaledRFlowScheduler` passes it.
 """
 
 from __future__ import annotations
@@ -21,12 +25,40 @@ import math
 import torch
 
 
-def build_rflow_scheduler(cfg, spatial_dims: int = 2):
-    """MONAI RFlowScheduler from `diffusion:` (cfg.num_train_timesteps and cfg.rflow.*)."""
+def _scaled_scheduler_class():
     from monai.networks.schedulers import RFlowScheduler
+    from monai.networks.schedulers.rectified_flow import timestep_transform
 
+    class ScaledRFlowScheduler(RFlowScheduler):
+        """MONAI's RFlowScheduler with its `transform_scale` applied by the timestep transform
+        (ratio = (numel / base_numel)^(1/dims) · scale), in both the sampling grid and training draws."""
+
+        def set_timesteps(self, num_inference_steps, device=None, input_img_size_numel=None):
+            # scale^dims on the pixel count is the same ratio as MONAI's ratio · scale
+            if self.use_timestep_transform and input_img_size_numel is not None:
+                input_img_size_numel = input_img_size_numel * self.transform_scale ** self.spatial_dim
+            super().set_timesteps(num_inference_steps, device, input_img_size_numel)
+
+        def sample_timesteps(self, x_start):
+            if not self.use_timestep_transform:
+                return super().sample_timesteps(x_start)
+            self.use_timestep_transform = False  # MONAI's draw (and integer cast) without its transform
+            try:
+                t = super().sample_timesteps(x_start)
+            finally:
+                self.use_timestep_transform = True
+            return timestep_transform(t, input_img_size_numel=torch.prod(torch.tensor(x_start.shape[2:])),
+                                      base_img_size_numel=self.base_img_size_numel, scale=self.transform_scale,
+                                      num_train_timesteps=self.num_train_timesteps, spatial_dim=x_start.dim() - 2)
+
+    return ScaledRFlowScheduler
+
+
+def build_rflow_scheduler(cfg, spatial_dims: int = 2):
+    """`ScaledRFlowScheduler` (MONAI RFlowScheduler) from `diffusion:` (cfg.num_train_timesteps and
+    cfg.rflow.*)."""
     r = cfg.rflow
-    return RFlowScheduler(num_train_timesteps=cfg.num_train_timesteps,
+    return _scaled_scheduler_class()(num_train_timesteps=cfg.num_train_timesteps,
                           use_discrete_timesteps=r.discrete_timesteps, sample_method=r.sample_method,
                           loc=r.logit_normal_loc, scale=r.logit_normal_scale,
                           use_timestep_transform=r.timestep_transform, transform_scale=r.transform_scale,
