@@ -193,6 +193,9 @@ class Judge:
 class Runner:
     """Runs the cells of a plan with one base recipe; `log(line)` gets the progress lines."""
 
+    #: sha256 of the data fingerprint (medlt.data.fingerprint) each finished cell records
+    data_fingerprint: str | None = None
+
     def __init__(self, recipe, plan: BenchPlan, *, oracle_per_class: int | None = None,
                  oracle_epochs: int | None = None, reference: Path | None = None,
                  feature_extractor: Path | None = None, cas: bool = True, probe_per_class: int = 0,
@@ -235,11 +238,12 @@ class Runner:
                 continue
             self._bench_log(f"start {c.dir.relative_to(self.plan.out)}")
             t0 = time.perf_counter()
-            extra = getattr(self, f"_run_{c.kind}")(c, lambda what, i=i, c=c: self.log(f"cell {i}/{n} {c.label}: {what}"))
+            extra = getattr(self, f"_run_{c.kind.replace('-', '_')}")(c, lambda what, i=i, c=c: self.log(f"cell {i}/{n} {c.label}: {what}"))
             wall = time.perf_counter() - t0
             rec = {"cell": str(c.dir.relative_to(self.plan.out)), "kind": c.kind, "method": c.method,
                    "generator_seed": c.gen_seed, "classifier_seed": c.clf_seed, "wall_s": round(wall, 3),
-                   "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"), **(extra or {})}
+                   "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                   "data_fingerprint": self.data_fingerprint, **(extra or {})}
             atomic_write_text(c.marker, json.dumps(rec, indent=1) + "\n")
             self._bench_log(f"done {c.dir.relative_to(self.plan.out)} {wall:.1f}s")
             self.log(f"cell {i}/{n} {c.label}: finished in {wall:.1f} s")

@@ -102,6 +102,20 @@ def cell_metrics(report: dict, extractor_name: str | None) -> dict:
     pc = fid.get("per_class") or {}
     key = "auroc" if multi else "fidelity"
     m["per_class_fidelity"] = {n: _num((pc.get(n) or {}).get(key)) for n in names} if pc else None
+    m["judge_real_recall"] = ({n: _num((pc.get(n) or {}).get("judge_real_recall")) for n in names}
+                              if pc and any("judge_real_recall" in (pc.get(n) or {}) for n in names) else None)
+    # how many classes entered each scoped number: [entered, classes of the scope]
+    entered: dict[str, list[int]] = {}
+    cim = fid.get("classes_in_means") or {}
+    for g in ("all", *GROUPS):
+        if g in cim:
+            entered[f"fidelity_{g}"] = [int(v) for v in cim[g]]
+    for sk, mk in (("overall", "overall"), ("group:tail", "tail")):
+        sc = scopes.get(sk)
+        if sc is not None:
+            e = [len(sc.get("classes") or []), len(sc.get("classes") or []) + len(sc.get("excluded") or {})]
+            entered[f"fid_{mk}"] = entered[f"kid_{mk}"] = e
+    m["classes_entered"] = entered
     return m
 
 
@@ -124,14 +138,14 @@ def aggregate(grid: dict[int, dict[int, float | None]]) -> dict:
 
 def _row_cells(plan: BenchPlan, method: str) -> dict[int, dict[int, Path]]:
     """grid[g][k] -> the cell folder (controls: one pseudo generator seed -1)."""
-    if method in ("real", "copies"):
-        return {-1: {k: getattr(plan, method)(k).dir for k in plan.classifier_seeds}}
+    if method in plan.controls:
+        return {-1: {k: plan.control(method, k).dir for k in plan.classifier_seeds}}
     return {g: {k: plan.classifier(method, g, k).dir for k in plan.classifier_seeds} for g in plan.seeds}
 
 
 def build_table(plan: BenchPlan, judge: Judge, settings: dict, *, n_resamples: int = 1000, seed: int = 0) -> dict:
     """bench.json's content from the finished cells of `plan`."""
-    from medlt.bench.paired_mean import mean_paired_difference
+    from medlt.bench.paired_mean import mean_paired_difference, share_of_headroom
     from medlt.report.paired import aligned_predictions
 
     unfinished = [str(c.dir) for c in plan.cells if not c.done]
@@ -146,8 +160,9 @@ def build_table(plan: BenchPlan, judge: Judge, settings: dict, *, n_resamples: i
     for c in plan.cells:
         rec = c.record()
         entry = {k: rec.get(k) for k in ("cell", "kind", "method", "generator_seed", "classifier_seed", "wall_s",
-                                         "generator_steps", "synthetic_images", "probe_images", "copies")}
-        if c.kind in ("real", "copies", "classifier"):
+                                         "generator_steps", "synthetic_images", "probe_images", "copies", "ideal_images",
+                                         "judged_images")}
+        if c.kind in ("real", "copies", "ideal", "classifier"):
             rep = load_cell_report(c.dir / "eval")
             reports[c.dir] = rep
             if ext_name is None and rep.get("generation"):
@@ -158,48 +173,93 @@ def build_table(plan: BenchPlan, judge: Judge, settings: dict, *, n_resamples: i
         if c.dir in reports:
             entry["metrics"] = cell_metrics(reports[c.dir], ext_name)
     by_dir = {c.dir: e for c, e in zip(plan.cells, cells_out, strict=True)}
+    judge_recall: dict = {}
 
+    pred_cache: dict = {}
+
+    def preds(a_dir: Path, b_dir: Path):
+        if (a_dir, b_dir) not in pred_cache:
+            pred_cache[(a_dir, b_dir)] = aligned_predictions(a_dir / "eval", b_dir / "eval", ROLE, ls)
+        return pred_cache[(a_dir, b_dir)]
+
+    def pairs_against(ref_dir_of_k, grid_dirs):
+        """(pairs, grid of per-cell differences) of the cells in grid_dirs against ref_dir_of_k(k)."""
+        pairs, grid = [], {}
+        for g, r in grid_dirs.items():
+            grid[g] = {}
+            for k, d in r.items():
+                a_dir = ref_dir_of_k(k, g)
+                pairs.append(preds(a_dir, d))
+                ma, mb = by_dir[a_dir]["metrics"], by_dir[d]["metrics"]
+                grid[g][k] = {key: (None if mb[f"bacc_{key}"] is None or ma[f"bacc_{key}"] is None
+                                    else mb[f"bacc_{key}"] - ma[f"bacc_{key}"]) for key in ("all", *GROUPS)}
+        return pairs, grid
+
+    def delta_block(pairs, grid) -> dict:
+        diff = mean_paired_difference(pairs, ls, groups, threshold=threshold, n_resamples=n_resamples, seed=seed)
+        out = {"n_pairs": diff["n_pairs"], "bootstrap": {k: diff[k] for k in ("n_resamples", "seed", "level",
+                                                                           "resampling")}}
+        for key, dk in (("all", "headline"), *((g, g) for g in GROUPS)):
+            agg = aggregate({g: {k: v[key] for k, v in r.items()} for g, r in grid.items()})
+            out[key] = {"mean_paired_difference": diff[dk], **agg}
+        return out
+
+    ideal_pairs = ([preds(plan.copies(k).dir, plan.ideal_cell(k).dir) for k in plan.classifier_seeds]
+                   if plan.ideal else [])
     rows = []
-    for method in ["real", "copies", *plan.methods]:
+    for method in [*plan.controls, *plan.methods]:
         grid_dirs = _row_cells(plan, method)
         row: dict = {"method": method, "cells": [str(d.relative_to(plan.out)) for r in grid_dirs.values()
                                                   for d in r.values()], "metrics": {}}
         for key, _ in METRICS:
             grid = {g: {k: by_dir[d]["metrics"].get(key) for k, d in r.items()} for g, r in grid_dirs.items()}
             row["metrics"][key] = aggregate(grid)
-        if method not in ("real", "copies"):
+        counts_seen: dict[str, list] = {}
+        for r in grid_dirs.values():
+            for d in r.values():
+                for key, e in (by_dir[d]["metrics"].get("classes_entered") or {}).items():
+                    if e not in counts_seen.setdefault(key, []):
+                        counts_seen[key].append(e)
+        row["classes_entered"] = counts_seen
+        first_dirs = ([plan.ideal_cell(plan.classifier_seeds[0]).dir] if method == "ideal" else
+                      [plan.classifier(method, g, plan.classifier_seeds[0]).dir for g in plan.seeds]
+                      if method not in plan.controls else [])
+        if method not in plan.controls:
             gens = [by_dir[plan.generator(method, g).dir] for g in plan.seeds]
             row["generator_steps"] = sorted({e["generator_steps"] for e in gens})
             row["generator_wall_s"] = aggregate({g: {0: e["wall_s"]} for g, e in zip(plan.seeds, gens, strict=True)})
-            pcs = [by_dir[plan.classifier(method, g, plan.classifier_seeds[0]).dir]["metrics"]["per_class_fidelity"]
-                   for g in plan.seeds]
+        if first_dirs:
+            pcs = [by_dir[d]["metrics"]["per_class_fidelity"] for d in first_dirs]
             pcs = [p for p in pcs if p]
             row["per_class_fidelity_mean_over_generator_seeds"] = (
                 {n: (float(np.mean(v)) if (v := [p[n] for p in pcs if p[n] is not None]) else None) for n in ls.names}
                 if pcs else None)
+            for d in first_dirs:
+                jr = by_dir[d]["metrics"].get("judge_real_recall")
+                if jr and not judge_recall:
+                    judge_recall.update(jr)
         row["classifier_wall_s"] = aggregate({g: {k: by_dir[d]["wall_s"] for k, d in r.items()}
                                               for g, r in grid_dirs.items()})
-        for ctrl in ("real", "copies"):
-            if method == ctrl or (method == "real" and ctrl == "copies"):
-                continue
-            pairs, grid = [], {}
-            for g, r in grid_dirs.items():
-                grid[g] = {}
-                for k, d in r.items():
-                    a_dir = getattr(plan, ctrl)(k).dir / "eval"
-                    pa, pb = aligned_predictions(a_dir, d / "eval", ROLE, ls)
-                    pairs.append((pa, pb))
-                    ma, mb = by_dir[getattr(plan, ctrl)(k).dir]["metrics"], by_dir[d]["metrics"]
-                    grid[g][k] = {key: (None if mb[f"bacc_{key}"] is None or ma[f"bacc_{key}"] is None
-                                        else mb[f"bacc_{key}"] - ma[f"bacc_{key}"]) for key in ("all", *GROUPS)}
-            diff = mean_paired_difference(pairs, ls, groups, threshold=threshold, n_resamples=n_resamples, seed=seed)
-            out = {"n_pairs": diff["n_pairs"], "bootstrap": {k: diff[k] for k in ("n_resamples", "seed", "level",
-                                                                               "resampling")}}
-            for key, dk in (("all", "headline"), *((g, g) for g in GROUPS)):
-                agg = aggregate({g: {k: v[key] for k, v in r.items()} for g, r in grid.items()})
-                out[key] = {"mean_paired_difference": diff[dk], **agg}
-            row[f"delta_bacc_vs_{ctrl}"] = out
+        refs = [c for c in ("real", "copies") if c != method and not (method == "real" and c == "copies")]
+        if method not in ("real", "copies", "ideal") and "plain" in plan.methods and method != "plain":
+            refs.append("plain")
+        for ref in refs:
+            if ref == "plain":  # a method against plain synthesis: same generator seed, same classifier seed
+                pairs, grid = pairs_against(lambda k, g: plan.classifier("plain", g, k).dir, grid_dirs)
+            else:
+                pairs, grid = pairs_against(lambda k, g, ref=ref: plan.control(ref, k).dir, grid_dirs)
+            row[f"delta_bacc_vs_{ref}"] = delta_block(pairs, grid)
+        if ideal_pairs and method not in ("real", "copies", "ideal"):
+            mpairs, _ = pairs_against(lambda k, g: plan.copies(k).dir, grid_dirs)
+            row["share_of_headroom"] = share_of_headroom(mpairs, ideal_pairs, ls, groups, threshold=threshold,
+                                                         n_resamples=n_resamples, seed=seed)
         rows.append(row)
+    headroom = None
+    if ideal_pairs:
+        h = share_of_headroom(ideal_pairs, ideal_pairs, ls, groups, threshold=threshold, n_resamples=n_resamples,
+                              seed=seed)
+        headroom = {k: (h[k]["headroom"] if h.get(k) else None) for k in ("headline", *GROUPS)}
+        headroom["can_tell_synthesis_from_copying"] = bool(h["headline"] and h["headline"]["shown"])
     counts = first["train_class_counts"]
     order = sorted(range(len(ls.names)), key=lambda i: (-counts[i], i))
     return {
@@ -209,10 +269,25 @@ def build_table(plan: BenchPlan, judge: Judge, settings: dict, *, n_resamples: i
                        "all cells; sd_generator_seeds = SD over generator seeds of the per-seed means; "
                        "sd_classifier_seeds = mean over generator seeds of the SD over classifier seeds. "
                        "delta_bacc_vs_*: mean paired difference (method - control, same classifier seed, same "
-                       "test images) with a percentile bootstrap interval over test images."),
+                       "test images; vs plain: same generator seed too) with a percentile bootstrap interval "
+                       "over test images. headroom = bAcc(ideal) - bAcc(copies) (phantoms: ideal = new phantom "
+                       "images for the same plan); share_of_headroom = (method - copies) / headroom, numerator "
+                       "and denominator bootstrapped on the same resamples, shown only where the headroom's "
+                       "interval lies above 0. classes_entered: [classes that entered, classes of the scope] "
+                       "per scoped number (FID/KID: enough real and synthetic images; fidelity: classes the "
+                       "judge recognises on real test images)."),
         "settings": settings,
-        "judge": {"kind": judge.kind, "reference_classifier": str(judge.reference),
-                  "feature_extractor": str(judge.extractor), "feature_extractor_name": ext_name},
+        "judge": {"kind": judge.kind, "source": judge.source, "reference_classifier": str(judge.reference),
+                  "feature_extractor": str(judge.extractor), "feature_extractor_name": ext_name,
+                  "features_trained_on_compared_images": judge.trained_on_compared_images,
+                  "real_recall_per_class": judge_recall or None,
+                  "min_real_recall": float(_get(first, "recipe", "evaluate", "judge_min_real_recall") or 0.5),
+                  "classes_it_cannot_recognise": sorted(
+                      (n for n, v in judge_recall.items()
+                       if v is None or v < float(_get(first, "recipe", "evaluate", "judge_min_real_recall") or 0.5)),
+                      key=ls.names.index) if judge_recall else None},
+        "controls": plan.controls,
+        "headroom": headroom,
         "label_space": {"names": list(ls.names), "multi_label": ls.multi_label},
         "train_class_counts": counts, "groups": groups,
         "classes_by_training_count": [ls.names[i] for i in order],
@@ -246,6 +321,48 @@ def _delta(d: dict | None) -> str:
     return s
 
 
+def _counts(row: dict, key: str) -> str:
+    """' (e/n)' for a scoped number: how many of the scope's classes entered it (e.g. FID tail (2/10))."""
+    seen = (row.get("classes_entered") or {}).get(key)
+    if not seen:
+        return ""
+    es, ns = sorted({e for e, _ in seen}), sorted({n for _, n in seen})
+    e = str(es[0]) if len(es) == 1 else f"{es[0]}–{es[-1]}"
+    return f" ({e}/{ns[0] if len(ns) == 1 else '/'.join(map(str, ns))})"
+
+
+def _share(d: dict | None) -> str:
+    if not d:
+        return "–"
+    if not d.get("shown"):
+        return "no headroom"
+    sh = d["share"]
+    iv = sh["interval"]
+    return f"{sh['value']:+.2f} [{iv[0]:+.2f}, {iv[1]:+.2f}]"
+
+
+def _headroom_text(t: dict) -> str | None:
+    h = t.get("headroom")
+    if not h or not h.get("headline"):
+        return None
+    e = h["headline"]
+    iv = e["interval"]
+    tail = h.get("tail")
+    tail_s = (f"; tail {tail['difference']:+.3f} [{tail['interval'][0]:+.3f}, {tail['interval'][1]:+.3f}]"
+              if tail else "")
+    s = (f"Headroom (bAcc of the ideal arm − bAcc of copies, mean paired difference over classifier seeds): "
+         f"{e['difference']:+.3f} [{iv[0]:+.3f}, {iv[1]:+.3f}]{tail_s}. ")
+    if h.get("can_tell_synthesis_from_copying"):
+        s += ("Its interval lies above 0, so this bench can tell a better generator from copying; each method's "
+              "share of the headroom closed = (method − copies) / headroom, with a bootstrap interval from the same "
+              "resamples (1 = as good as perfect samples, 0 = as good as copies, < 0 = worse than copies).")
+    else:
+        s += ("Its interval does not lie above 0: this bench cannot tell synthesis from copying (even perfect "
+              "samples do not beat copies here), so no share of headroom is shown and no method's Δ vs copies says "
+              "anything about synthesis.")
+    return s
+
+
 def table_blocks(t: dict, figures: bool = True) -> list[tuple]:
     s = t["settings"]
     rows = t["rows"]
@@ -256,33 +373,79 @@ def table_blocks(t: dict, figures: bool = True) -> list[tuple]:
                    f"{s['classifier_seeds']}. Judge (class fidelity): {j['kind']} `{j['reference_classifier']}`; "
                    f"FID/KID/memorization features: {j['feature_extractor_name'] or j['feature_extractor']}. "
                    f"Cells: {len(t['cells'])}."))
+    if s.get("resolved_sets"):
+        b.append(("p", "Recipe keys set by the preset and --set, as resolved: "
+                       + ", ".join(f"`{x}`" for x in s["resolved_sets"]) + "."))
     b.append(("p", "Each value: mean ±SD over generator seeds (ᵍ) ±mean SD over classifier seeds (ᶜ); – = not "
-                   "applicable or fewer than two seeds. bAcc on the balanced test split. Δ bAcc: mean paired "
+                   f"applicable or fewer than two seeds. bAcc on the {s.get('test_split_label') or 'test split'}. "
+                   "Δ bAcc: mean paired "
                    "difference to the control of the same classifier seed with its 95% bootstrap interval over "
-                   "test images (n.s. = contains 0); it does not include seed noise, which the SDs show."))
+                   "test images (n.s. = contains 0); it does not include seed noise, which the SDs show. (e/n) "
+                   "after a scoped number: e of the scope's n classes entered it (FID/KID: classes with "
+                   "evaluate.min_real_per_class real and min_synthetic_per_class synthetic images; fidelity: "
+                   "classes the judge recognises)."))
     gen_keys = [k for k, _ in METRICS if not k.startswith("bacc")]
     probe = s.get("probe_per_class") or 0
-    b.append(("h", 2, f"Generation (judged on each generator's {f'probe set, {probe} images per class' if probe else 'synthetic set'})"))
+    gen_rows = [r for r in rows if r["method"] not in ("real", "copies")]
+    b.append(("h", 2, f"Generation (judged on each generator's {f'probe set, {probe} images per class' if probe else 'synthetic set'}"
+                      + ("; ideal = new phantom images, the judge's ceiling" if any(r["method"] == "ideal"
+                                                                                     for r in rows) else "") + ")"))
     b.append(("table", ["method", *[lbl for k, lbl in METRICS if k in gen_keys], "generator steps",
                         "generator wall s"],
-              [[r["method"], *[_ms(r["metrics"][k]) for k in gen_keys],
+              [[r["method"], *[_ms(r["metrics"][k]) + _counts(r, k) for k in gen_keys],
                 ",".join(str(x) for x in r.get("generator_steps", [])) or "–",
-                _ms(r.get("generator_wall_s"), 0)] for r in rows if r["method"] not in ("real", "copies")]))
-    b.append(("h", 2, "Downstream classifier (real + synthetic; controls: real only, real + copies)"))
+                _ms(r.get("generator_wall_s"), 0)] for r in gen_rows]))
+    jr = j.get("real_recall_per_class")
+    if jr:
+        bad = j.get("classes_it_cannot_recognise") or []
+        b.append(("p", f"The judge's recall on the real test images of each class bounds that class's fidelity. "
+                       f"Classes it recalls below {j.get('min_real_recall', 0.5):g} ("
+                       + (", ".join(bad) if bad else "none") + ") are marked \"judge cannot recognise this class\" "
+                       "and kept out of the fidelity means."))
+        names = t["classes_by_training_count"]
+        fid_rows = [r for r in gen_rows if r.get("per_class_fidelity_mean_over_generator_seeds")]
+        body = []
+        for n in names:
+            g = t["groups"][t["label_space"]["names"].index(n)]
+            rec = jr.get(n)
+            cells = [f"{v:.2f}" if (v := r["per_class_fidelity_mean_over_generator_seeds"].get(n)) is not None
+                     else "–" for r in fid_rows]
+            body.append([n, g, "–" if rec is None else f"{rec:.2f}"
+                         + ("" if n not in bad else " (judge cannot recognise this class)"), *cells])
+        b.append(("table", ["class", "group", "judge recall on real test images",
+                            *[f"fidelity {r['method']}" for r in fid_rows]], body))
+    if j.get("features_trained_on_compared_images"):
+        b.append(("p", "Caveat: the memorization and FID/KID features come from a classifier trained on the real "
+                       "training images they compare against; such features can map a near-copy and its source "
+                       "close together or far apart for reasons of their own, so a memorization rate of 0 here is "
+                       "weak evidence. On phantoms the oracle (trained on other images) avoids this."))
+    b.append(("h", 2, "Downstream classifier (real + synthetic; controls: real only, real + copies"
+                      + (", real + ideal" if "ideal" in t.get("controls", []) else "") + ")"))
+    hr = _headroom_text(t)
+    if hr:
+        b.append(("p", hr))
+    has_plain = any(r.get("delta_bacc_vs_plain") for r in rows)
+    has_share = any(r.get("share_of_headroom") for r in rows)
     hdr = ["method", "bAcc", "bAcc head", "bAcc medium", "bAcc tail", "Δ bAcc vs real [95% CI]",
-           "Δ tail vs real", "Δ bAcc vs copies [95% CI]", "Δ tail vs copies", "classifier wall s"]
+           "Δ tail vs real", "Δ bAcc vs copies [95% CI]", "Δ tail vs copies",
+           *(["Δ bAcc vs plain [95% CI]"] if has_plain else []),
+           *(["share of headroom closed [95% CI]", "share tail"] if has_share else []), "classifier wall s"]
     body = []
     for r in rows:
-        dr, dc = r.get("delta_bacc_vs_real"), r.get("delta_bacc_vs_copies")
+        dr, dc, dp = r.get("delta_bacc_vs_real"), r.get("delta_bacc_vs_copies"), r.get("delta_bacc_vs_plain")
+        sh = r.get("share_of_headroom")
         body.append([r["method"], *[_ms(r["metrics"][f"bacc_{g}"]) for g in ("all", *GROUPS)],
                      _delta(dr and dr["all"]), _delta(dr and dr["tail"]), _delta(dc and dc["all"]),
-                     _delta(dc and dc["tail"]), _ms(r["classifier_wall_s"], 0)])
+                     _delta(dc and dc["tail"]), *([_delta(dp and dp["all"])] if has_plain else []),
+                     *([_share(sh and sh["headline"]), _share(sh and sh["tail"])] if has_share else []),
+                     _ms(r["classifier_wall_s"], 0)])
     b.append(("table", hdr, body))
     if figures:
         png = fidelity_png(t)
         if png:
             b.append(("img", "per_class_fidelity.png", png, "Class fidelity per class (mean over generator seeds), "
-                      "classes ordered by training count (head left)."))
+                      "classes ordered by training count (head left); dashed: the judge's recall on real test "
+                      "images of the class, the ceiling of its fidelity."))
         png = delta_png(t)
         if png:
             b.append(("img", "delta_bacc.png", png, "Δ bAcc (all, tail) vs the real-only and copies controls, "
@@ -302,6 +465,10 @@ def fidelity_png(t: dict) -> bytes | None:
     fig, ax = plt.subplots(figsize=(min(max(6.0, 0.45 * len(names) + 2), 18.0), 3.8))
     for m, pc in series.items():
         ax.plot(range(len(names)), [np.nan if pc[n] is None else pc[n] for n in names], marker="o", label=m)
+    jr = (t.get("judge") or {}).get("real_recall_per_class")
+    if jr:
+        ax.plot(range(len(names)), [np.nan if jr.get(n) is None else jr[n] for n in names], ls="--", color="k",
+                lw=1, label="judge recall on real (ceiling)")
     ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
     ax.set_ylim(-0.02, 1.02)
     ax.set_ylabel("class fidelity")
@@ -315,7 +482,7 @@ def delta_png(t: dict) -> bytes | None:
 
     items = []
     for r in t["rows"]:
-        for ctrl in ("real", "copies"):
+        for ctrl in ("real", "copies", "plain"):
             d = r.get(f"delta_bacc_vs_{ctrl}")
             for key in ("all", "tail"):
                 e = d and d[key]["mean_paired_difference"]
