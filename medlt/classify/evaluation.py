@@ -34,6 +34,11 @@ def _display(img: torch.Tensor) -> torch.Tensor:
     return ((x.float() + 1) / 2).clamp(0, 1).cpu()
 
 
+def _image_paths(frame) -> dict[str, str]:
+    """id -> image file of a table's rows."""
+    return dict(zip(frame["id"].astype(str), frame["image"].astype(str), strict=True))
+
+
 def _classes_of(label: torch.Tensor) -> list[int]:
     return [int(label)] if label.ndim == 0 else [int(c) for c in torch.nonzero(label > 0.5).flatten()]
 
@@ -121,7 +126,7 @@ def generation_metrics(recipe: Recipe, table, groups: list[str], synthetic_dir: 
     from medlt.data.loaders import build_dataset
     from medlt.metrics.diversity import ClassDiversity
     from medlt.metrics.feature_stats import ClassFeatureStats
-    from medlt.metrics.memorization import MemorizationAccumulator
+    from medlt.metrics.memorization import MemorizationAccumulator, real_reference_subset
     from medlt.metrics.slices import PLANES, volume_slices
     from medlt.report.figures import save_pair_png
 
@@ -174,14 +179,12 @@ def generation_metrics(recipe: Recipe, table, groups: list[str], synthetic_dir: 
 
     real_f: list[list[torch.Tensor]] = [[] for _ in extractors]
     real_ids: list[str] = []
-    real_ref, reference = real_ds, "real training split"
-    cap = ev.max_real_reference
-    if cap is not None and len(real_ds) > cap:
+    keep, reference = real_reference_subset(len(real_ds), ev.max_real_reference, recipe.seed)
+    real_ref = real_ds
+    if keep is not None:
         from torch.utils.data import Subset
 
-        g = torch.Generator().manual_seed(recipe.seed)
-        real_ref = Subset(real_ds, sorted(torch.randperm(len(real_ds), generator=g)[:cap].tolist()))
-        reference = f"seeded uniform subset of {cap} of the {len(real_ds)} real training images"
+        real_ref = Subset(real_ds, keep)
 
     def on_real(feats, x, y, ids):
         for acc, f in zip(real_f, feats, strict=True):
@@ -217,6 +220,10 @@ def generation_metrics(recipe: Recipe, table, groups: list[str], synthetic_dir: 
                                 f"{' FLAGGED' if pair['flagged'] else ''}{' EXACT COPY' if pair['exact_copy'] else ''}",
                           labels=(f"synthetic {pair['synthetic_id']}", f"real {pair['real_id']}"))
             pair["png"] = rel
+        # every synthetic image's nearest real image, ratio and flag: what a user acts on
+        mem["per_image_csv"] = f"memorization/extractor{j}_per_image.csv"
+        memo.write_per_image_csv(out_dir / mem["per_image_csv"], images=_image_paths(syn_ds.frame),
+                                 real_images=_image_paths(real_ds.frame))
         by_ext[e.name] = {"feature_extractor": e.name, "source": info[j].get("source"),
                           "sha256": info[j].get("sha256"), "fid_kid": st.compute(**kid_kw),
                           "memorization": {"feature_extractor": e.name, **mem}}

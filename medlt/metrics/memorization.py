@@ -18,7 +18,9 @@ exact copy.
 
 `MemorizationAccumulator` holds the real training features (fixed size) and is fed synthetic
 features in chunks; it keeps counts per class and group, a fixed ratio histogram and the `top_k`
-smallest-ratio pairs, so memory does not grow with the number of synthetic images.
+smallest-ratio pairs, plus one compact per-image row (nearest real index, two distances, ratio,
+flags: about 30 bytes and the id per image), which `write_per_image_csv` writes out so that a user
+can act on every flagged image (`medlt evaluate` writes it as memorization/extractor<j>_per_image.csv).
 """
 
 from __future__ import annotations
@@ -32,8 +34,23 @@ import torch
 
 from medlt.errors import DataError
 from medlt.metrics.nearest import nearest_neighbours
+from medlt.utils.atomic import atomic_write_text
 
 HIST_EDGES = [round(0.05 * i, 2) for i in range(41)]  # 0 .. 2 in steps of 0.05, then one overflow bin
+#: columns of the per-image CSV (after synthetic_id and, when known, synthetic_image)
+PER_IMAGE_COLUMNS = ("classes", "nearest_real_id", "distance_synthetic_real", "distance_real_nearest_other_real",
+                     "ratio", "ratio_threshold", "flagged", "exact_copy")
+
+
+def real_reference_subset(n_real: int, cap: int | None, seed: int) -> tuple[list[int] | None, str]:
+    """The real reference of FID/KID/memorization (evaluate.max_real_reference): (sorted indices of
+    a seeded uniform subset of `cap` of the `n_real` training images, or None for all of them; a
+    description). `medlt evaluate` and `medlt synth --drop-near-copies` use the same subset."""
+    if cap is None or n_real <= cap:
+        return None, "real training split"
+    g = torch.Generator().manual_seed(int(seed))
+    return (sorted(torch.randperm(n_real, generator=g)[:cap].tolist()),
+            f"seeded uniform subset of {cap} of the {n_real} real training images")
 
 
 def _classes(lab: torch.Tensor) -> list[int]:
@@ -66,6 +83,7 @@ class MemorizationAccumulator:
         self.all_counts = np.zeros(3, np.int64)
         self.undefined = 0
         self.hist = np.zeros(len(HIST_EDGES), np.int64)  # last bin: ratio >= 2
+        self._rows: list[tuple] = []  # per update: (ids, classes, index, distance, spacing, ratio, flagged, exact)
         self._heap: list[tuple] = []  # (-ratio, -tiebreak, record) - keeps the top_k smallest ratios
         self._count = 0
 
@@ -82,6 +100,8 @@ class MemorizationAccumulator:
     def update(self, features: torch.Tensor, labels: torch.Tensor, ids: Sequence[str]) -> None:
         r = self.ratios(features)
         labels = torch.as_tensor(labels)
+        self._rows.append(([str(i) for i in ids], ["|".join(self.class_names[c] for c in _classes(lab)) for lab in labels],
+                           *(r[k].numpy().copy() for k in ("index", "distance", "spacing", "ratio", "flagged", "exact"))))
         for i in range(len(ids)):
             f, e, q = bool(r["flagged"][i]), bool(r["exact"][i]), float(r["ratio"][i])
             cls = _classes(labels[i])
@@ -115,8 +135,43 @@ class MemorizationAccumulator:
         return {"n_synthetic": t, "n_flagged": f, "flagged_rate": (f / t) if t else None, "n_exact_copies": e}
 
     def state_nbytes(self) -> int:
+        rows = sum(sum(a.nbytes for a in row[2:]) for row in self._rows)
         return (self.real.nelement() * self.real.element_size() + self.spacing.nelement() * self.spacing.element_size()
-                + self.total.nbytes * 4 + self.hist.nbytes)
+                + self.total.nbytes * 4 + self.hist.nbytes + rows)
+
+    def per_image_frame(self):
+        """One row per synthetic image fed so far, in the order fed: synthetic_id, then
+        PER_IMAGE_COLUMNS (classes '|'-joined; ratio empty when undefined; flagged / exact_copy 0/1)."""
+        import pandas as pd
+
+        cols = ["synthetic_id", *PER_IMAGE_COLUMNS]
+        if not self._rows:
+            return pd.DataFrame(columns=cols)
+        ids = [v for row in self._rows for v in row[0]]
+        classes = [v for row in self._rows for v in row[1]]
+        idx, dist, spacing, ratio, flagged, exact = (np.concatenate([row[k] for row in self._rows]) for k in range(2, 8))
+        return pd.DataFrame({
+            "synthetic_id": ids, "classes": classes, "nearest_real_id": [self.real_ids[int(i)] for i in idx],
+            "distance_synthetic_real": dist.astype(float), "distance_real_nearest_other_real": spacing.astype(float),
+            "ratio": ratio.astype(float), "ratio_threshold": self.threshold,
+            "flagged": flagged.astype(int), "exact_copy": exact.astype(int)}, columns=cols)
+
+    def write_per_image_csv(self, path, images: dict[str, str] | None = None,
+                            real_images: dict[str, str] | None = None):
+        """Write `per_image_frame()` atomically to `path`; `images` / `real_images` (id -> file)
+        add a synthetic_image column after the id / a nearest_real_image column after the real id.
+        Returns the path."""
+        import io
+
+        df = self.per_image_frame()
+        if images is not None:
+            df.insert(1, "synthetic_image", [images.get(i, "") for i in df["synthetic_id"]])
+        if real_images is not None:
+            df.insert(df.columns.get_loc("nearest_real_id") + 1, "nearest_real_image",
+                      [real_images.get(i, "") for i in df["nearest_real_id"]])
+        buf = io.StringIO()
+        df.to_csv(buf, index=False, lineterminator="\n")
+        return atomic_write_text(path, buf.getvalue())
 
     def compute(self) -> dict:
         per_class = {}

@@ -119,6 +119,25 @@ def test_memorization_flags_planted_copy_and_html_is_self_contained(world):
         assert (out / link).is_file()
 
 
+
+def test_per_image_memorization_csv_in_the_evaluation_folder(world):
+    """One row per synthetic image with its file, nearest real image, distances, ratio and flag;
+    its flags add up to the report's counts and the planted exact copy is there."""
+    import pandas as pd
+
+    out = world["base"] / "eval_real"
+    gen = json.loads((out / "report.json").read_text())["generation"]
+    mem = gen["by_extractor"][gen["feature_extractor"]]["memorization"]
+    assert mem["per_image_csv"] == "memorization/extractor0_per_image.csv"
+    df = pd.read_csv(out / mem["per_image_csv"], keep_default_na=False)
+    assert len(df) == gen["n_synthetic"] == df["synthetic_id"].nunique()
+    assert df["flagged"].sum() == mem["overall"]["n_flagged"] and df["exact_copy"].sum() == mem["overall"]["n_exact_copies"]
+    row = df[df["synthetic_id"] == world["planted"]].iloc[0]
+    assert row["nearest_real_id"] == "p_train_2_0.png" and row["flagged"] == 1 and float(row["ratio"]) == 0.0
+    assert Path(row["synthetic_image"]).is_file() and Path(row["nearest_real_image"]).name == "p_train_2_0.png"
+    ok = df[df["ratio"] != ""]
+    assert ((ok["ratio"].astype(float) <= mem["ratio_threshold"]) == (ok["flagged"] == 1)).all()
+
 def test_train_on_merged_and_compare_runs(world, capsys):
     b = world["base"]
     code, out, err = run_cli(["classify", world["recipe"], "--out", b / "clf_merged", "--train-manifest",

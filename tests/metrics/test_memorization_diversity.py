@@ -48,6 +48,40 @@ def test_memorization_flags_planted_near_copy():
     assert sum(out["ratio_histogram"]["counts"]) == 100
 
 
+
+def test_per_image_csv_lists_every_synthetic_image(tmp_path):
+    """Every synthetic image's nearest real id, both distances, ratio and flag, in the order fed;
+    the numbers are the definition's (cdist), a multi-label image lists all its classes."""
+    import pandas as pd
+
+    g = torch.Generator().manual_seed(4)
+    real = torch.randn(50, 8, generator=g)
+    acc = M.MemorizationAccumulator(real, [f"r{i}" for i in range(50)], ["a", "b", "c"], chunk=16)
+    syn = torch.randn(7, 8, generator=g) + 2.0
+    syn[3] = real[9] + 1e-3  # near-copy of r9
+    syn[5] = real[20]  # exact copy of r20
+    labels = torch.tensor([[1, 0, 0], [0, 1, 1], [1, 1, 0], [0, 0, 1], [1, 0, 0], [0, 1, 0], [0, 0, 1]])
+    acc.update(syn[:4], labels[:4], [f"s{i}" for i in range(4)])
+    acc.update(syn[4:], labels[4:], [f"s{i}" for i in range(4, 7)])
+    path = acc.write_per_image_csv(tmp_path / "memo" / "per_image.csv", images={"s3": "images/s3.png"})
+    df = pd.read_csv(path, keep_default_na=False)
+    assert list(df.columns) == ["synthetic_id", "synthetic_image", *M.memorization.PER_IMAGE_COLUMNS]
+    assert df["synthetic_id"].tolist() == [f"s{i}" for i in range(7)] and df["synthetic_image"][3] == "images/s3.png"
+    assert df["classes"].tolist()[:2] == ["a", "b|c"]
+    full = torch.cdist(syn.double(), real.double())
+    rr = torch.cdist(real.double(), real.double()).fill_diagonal_(float("inf")).min(1).values
+    nn = full.argmin(1)
+    assert df["nearest_real_id"].tolist() == [f"r{int(i)}" for i in nn]
+    assert np.allclose(df["distance_synthetic_real"], full.min(1).values.numpy(), rtol=1e-5)
+    assert np.allclose(df["distance_real_nearest_other_real"], rr[nn].numpy(), rtol=1e-5)
+    ratio = df["ratio"].astype(float).to_numpy()
+    expect = (full.min(1).values / rr[nn]).numpy()
+    expect[5] = 0.0  # exact copy
+    assert np.allclose(ratio, expect, rtol=1e-4, atol=1e-7)
+    assert df["flagged"].tolist() == [int(v <= 0.5) for v in expect] and df["flagged"].tolist().count(1) == 2
+    assert df["exact_copy"].tolist() == [0, 0, 0, 0, 0, 1, 0] and set(df["ratio_threshold"]) == {0.5}
+    assert not list((tmp_path / "memo").glob(".*.tmp"))  # written atomically, nothing left behind
+
 def _long_tailed_real(g, d=32):
     """1500 dense head images (SD 0.3), 12 sparse tail images (SD 1) around another mean."""
     head = 0.3 * torch.randn(1500, d, generator=g)
