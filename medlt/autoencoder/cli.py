@@ -20,7 +20,8 @@ def train_autoencoder_cmd(
                                 "RUN/resume_history.yaml."),
     sets: list[str] = SET_OPT,
 ) -> None:
-    """Train the MONAI AutoencoderKL of latent diffusion (recipe section `autoencoder:`).
+    """Train the MONAI AutoencoderKL of latent diffusion (recipe section `autoencoder:`, required: a
+    recipe without one is refused rather than trained with the 100,000-step defaults).
 
     Loss: L1 + autoencoder.kl_weight x KL, plus an optional PatchGAN adversarial term
     (autoencoder.adversarial, after its start_step) and an optional perceptual term from a local
@@ -32,10 +33,12 @@ def train_autoencoder_cmd(
     import os
 
     from medlt.autoencoder.train import train_autoencoder
+    from medlt.recipe.autoencoder import require_autoencoder_section
     from medlt.utils.device import check_recipe_devices
     from medlt.utils.distributed import cleanup
 
     r = load_recipe_cli(recipe, sets)
+    require_autoencoder_section(r, str(recipe))
     check_recipe_devices(r, ("autoencoder.training.device",))
     try:
         ckpt = train_autoencoder(r, out, resume=resume)

@@ -36,6 +36,7 @@ from medlt.diffusion.metrics_log import MetricsLog
 from medlt.diffusion.train import warmup_factor
 from medlt.errors import CheckpointError, DataError, MedltError, RecipeError, TrainingDiverged
 from medlt.recipe import Recipe, dump_resolved, recipe_from_resolved, recipe_to_dict
+from medlt.recipe.autoencoder import require_autoencoder_section
 from medlt.recipe.resume import append_resume_history, check_resume_recipe
 from medlt.utils.checkpoint import load_checkpoint, save_checkpoint
 from medlt.utils.device import resolve_device
@@ -62,7 +63,14 @@ AUTOENCODER_RESUMABLE = (
 
 
 def check_autoencoder_shapes(recipe: Recipe, source: str = "<recipe>") -> None:
-    """RecipeError unless every image size is divisible by the autoencoder's downsampling."""
+    """RecipeError unless every image size is divisible by the autoencoder's downsampling and
+    autoencoder.in_channels is the images' channels."""
+    from medlt.recipe.checks import IMAGE_CHANNELS
+
+    if recipe.autoencoder.in_channels != IMAGE_CHANNELS:
+        raise RecipeError(f"{source}: recipe key 'autoencoder.in_channels': is {recipe.autoencoder.in_channels} "
+                          f"but the images have {IMAGE_CHANNELS} channel; use {IMAGE_CHANNELS} (the latent "
+                          f"channels are autoencoder.latent_channels)")
     sizes = autoencoder_image_sizes(recipe)
     f = recipe.autoencoder.downsampling_factor
     if any(s % f for s in sizes):
@@ -119,6 +127,7 @@ def train_autoencoder(recipe: Recipe, out_dir: str | Path, *, resume: bool = Fal
     ckpt_path = out / CHECKPOINT
     cfg = recipe.autoencoder
     tc = cfg.training
+    require_autoencoder_section(recipe)
     resolve_device(tc.device, "autoencoder.training.device")  # CUDA asked for but absent: one line, before anything
     info = init_distributed(tc.device)
     device = info.device

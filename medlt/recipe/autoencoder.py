@@ -129,6 +129,18 @@ class LatentConfig(Section):
     autoencoder: Path
 
 
+def require_autoencoder_section(recipe, source: str = "<recipe>") -> None:
+    """RecipeError unless the recipe has an `autoencoder:` section (in its file or through --set):
+    without one, train-autoencoder would quietly train the defaults (64/128/256 channels,
+    100,000 steps, the first checkpoint at step 2,000)."""
+    from medlt.errors import RecipeError
+
+    if "autoencoder" not in recipe.model_fields_set:
+        raise RecipeError(f"{source}: recipe key 'autoencoder': missing; train-autoencoder needs an autoencoder: "
+                          f"section with at least its sizes and step count (e.g. channels, latent_channels, "
+                          f"training.max_steps; see recipes/phantom/nih_cxr_lt_latent.yaml)")
+
+
 def check_latent_recipe(recipe) -> None:
     """Cross-section rules of latent diffusion (model.latent set): latents live outside [-1, 1], so
     the samplers must not clamp x0 to it, and latents are cached, so no random augmentation."""

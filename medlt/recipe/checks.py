@@ -11,6 +11,8 @@ from medlt.recipe.schema import Recipe
 
 #: MONAI DenseNet121 pools its input 32-fold (stem /4, three transitions /2); smaller images fail
 DENSENET_MIN_SIZE = 32
+#: channels of every image the data sources give (grayscale radiographs, CT volumes in HU)
+IMAGE_CHANNELS = 1
 
 
 def diffusion_image_sizes(recipe: Recipe) -> list[int]:
@@ -24,7 +26,7 @@ def diffusion_image_sizes(recipe: Recipe) -> list[int]:
 
 def check_diffusion_shapes(recipe: Recipe, source: str = "<recipe>") -> None:
     """RecipeError when data.image_size does not fit model.spatial_dims or the UNet's downsampling
-    2^(len(model.channels) - 1)."""
+    2^(len(model.channels) - 1), or (pixel diffusion) model.in_channels is not the images' channels."""
     sizes = diffusion_image_sizes(recipe)
     m = recipe.model
     if len(sizes) != m.spatial_dims:
@@ -33,6 +35,11 @@ def check_diffusion_shapes(recipe: Recipe, source: str = "<recipe>") -> None:
                           f"data.ct.mode={recipe.data.ct.mode})")
     if getattr(m, "latent", None) is not None:
         return  # latent diffusion: the UNet sees the autoencoder's latents, checked where they are made
+    if m.in_channels != IMAGE_CHANNELS:
+        raise RecipeError(f"{source}: recipe key 'model.in_channels': is {m.in_channels} but the images have "
+                          f"{IMAGE_CHANNELS} channel (pixel diffusion: model.latent is not set); use "
+                          f"model.in_channels={IMAGE_CHANNELS}, or set model.latent to an autoencoder run with "
+                          f"latent_channels={m.in_channels}")
     f = m.downsampling_factor
     if any(s % f for s in sizes):
         fit = [max(f, round(s / f) * f) for s in recipe.data.image_size]
