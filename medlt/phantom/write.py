@@ -19,6 +19,9 @@ DEFAULTS = {
     "ct-rate": {"num_images": 48, "image_size": 32},
 }
 MARKER = "medlt_phantom.json"
+#: written before the first image and removed with the last step: a folder holding it is the partial
+#: output of a phantom that was stopped; writing a phantom there again restarts it
+PARTIAL = "medlt_phantom.partial.json"
 
 
 @dataclass
@@ -72,6 +75,9 @@ def write_phantom(layout: str, out_dir: str | Path, *, num_images: int | None = 
 
     `out_dir` must be empty, missing, or a previous phantom (it holds medlt_phantom.json); files of
     that previous phantom that the new one does not write are removed, nothing else is touched.
+    A phantom stopped while writing (killed, interrupted) leaves medlt_phantom.partial.json instead:
+    writing again into that folder (the same command) restarts it and removes what the stopped run
+    wrote and the new one does not; files that were there before the stopped run are kept as above.
     """
     from medlt.phantom.counts import normalize_ratio
 
@@ -100,20 +106,7 @@ def write_phantom(layout: str, out_dir: str | Path, *, num_images: int | None = 
     if layout == "mimic-cxr-lt" and multi_label:
         raise DataError("the MIMIC-CXR-LT phantom is single-label only (the 26-class multi-label "
                         "CXR-LT 2023 release is not modelled); drop --multi-label")
-    previous: set[str] = set()
-    if out.exists():
-        if not out.is_dir():
-            raise DataError(f"{out}: exists and is not a folder")
-        marker = out / MARKER
-        if marker.is_file():
-            try:
-                previous = set(json.loads(marker.read_text())["files"])
-            except (ValueError, KeyError, TypeError):
-                raise DataError(f"{marker}: unreadable phantom marker; remove {out} or choose "
-                                f"another --out") from None
-        elif any(out.iterdir()):
-            raise DataError(f"{out}: folder is not empty and holds no phantom; choose an empty or new "
-                            f"--out folder (real data is never overwritten)")
+    claim = _claim_folder(out)  # before any file is written
     out.mkdir(parents=True, exist_ok=True)
     progress = progress or _no_progress
     params = {"layout": layout, "num_images": num_images, "image_size": image_size,
@@ -122,6 +115,9 @@ def write_phantom(layout: str, out_dir: str | Path, *, num_images: int | None = 
               "per_class_test": per_class_test, "test_fraction": test_fraction}
     if per_class is not None:
         params["per_class"] = int(per_class)
+    atomic_write_text(out / PARTIAL, json.dumps({"generator": "medlt phantom", "parameters": params, **claim},
+                                                indent=1) + "\n")
+    (out / MARKER).unlink(missing_ok=True)  # from here on the folder is not a complete phantom
     if layout == "nih-cxr-lt":
         from medlt.phantom.cxr_layouts import write_nih
 
@@ -142,17 +138,54 @@ def write_phantom(layout: str, out_dir: str | Path, *, num_images: int | None = 
         counts, written = write_ct_rate(out, num_images=num_images, image_size=image_size,
                                imbalance_ratio=imbalance_ratio, seed=seed, progress=progress)
     written = sorted(written)
-    # remove what an earlier phantom wrote here and this one did not (only files it listed)
+    # remove what an earlier phantom (or a stopped run) wrote here and this one did not; files that
+    # were in the folder before and are not an earlier phantom's stay
+    keep = set(written) | set(claim["foreign_files"]) | {MARKER, PARTIAL}
     emptied: set[Path] = set()
-    for rel in sorted(previous - set(written) - {MARKER}):
+    for rel in sorted(set(_files(out)) - keep):
         p = out / rel
-        if p.is_file():
-            p.unlink()
-            emptied.update(q for q in p.parents if out in q.parents)
+        p.unlink()
+        emptied.update(q for q in p.parents if out in q.parents)
     for d in sorted(emptied, key=lambda q: -len(q.parts)):  # folders only those files lived in
         if d.is_dir() and not any(d.iterdir()):
             os.rmdir(d)
     atomic_write_text(out / MARKER, json.dumps({"generator": "medlt phantom", "parameters": params,
                                                 "images_per_split": counts, "files": written},
                                                indent=1) + "\n")
+    (out / PARTIAL).unlink()
     return PhantomSummary(layout, out, counts, params, written)
+
+
+def _files(folder: Path) -> list[str]:
+    """Every file under `folder`, as paths relative to it ("/"-separated)."""
+    return [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() or p.is_symlink()]
+
+
+def _read_marker(path: Path, key: str) -> list[str]:
+    try:
+        value = json.loads(path.read_text())[key]
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        value = None
+    if not isinstance(value, list):
+        raise DataError(f"{path}: unreadable phantom marker; remove {path.parent} or choose another --out")
+    return [str(v) for v in value]
+
+
+def _claim_folder(out: Path) -> dict:
+    """What writing a phantom into `out` may replace: {"foreign_files": files to keep}. DataError
+    unless `out` is missing, empty, a phantom (MARKER) or a stopped phantom's partial output (PARTIAL,
+    whose record of the folder before that run carries over)."""
+    if not out.exists():
+        return {"foreign_files": []}
+    if not out.is_dir():
+        raise DataError(f"{out}: exists and is not a folder")
+    if (out / PARTIAL).is_file():
+        return {"foreign_files": _read_marker(out / PARTIAL, "foreign_files")}
+    present = set(_files(out))
+    if (out / MARKER).is_file():
+        listed = set(_read_marker(out / MARKER, "files"))
+        return {"foreign_files": sorted(present - listed - {MARKER})}
+    if present or any(out.iterdir()):
+        raise DataError(f"{out}: folder is not empty and holds no phantom; choose an empty or new "
+                        f"--out folder (real data is never overwritten)")
+    return {"foreign_files": []}
