@@ -24,7 +24,9 @@ Definitions (docs/evaluation.md):
   side resampled with replacement from its stored rows, as many draws as the class has images;
   lower end clipped at 0); KID: 2.5th–97.5th percentile of the subset values.
 Multi-label: an image contributes to the moments and rows of every class it carries; an image
-with no positive label enters only "pooled" (counted in `n_without_positive_label`).
+with no positive label enters only "pooled" (counted in `n_without_positive_label`). Stored rows
+keep the image's id (its position in its side's stream), so a scope's KID never pairs an image
+with itself across two of its classes (medlt.metrics.kid).
 """
 
 from __future__ import annotations
@@ -91,19 +93,22 @@ class ClassFeatureStats:
         self._pooled = {s: RunningMoments() for s in SIDES}
         self._pooled_rows = {s: FeatureReservoir(self.capacity, derive_seed(seed, s, "pooled")) for s in SIDES}
         self.n_without_label = {s: 0 for s in SIDES}
+        self._n_images = {s: 0 for s in SIDES}  # image ids: position in the side's stream
 
     def update(self, side: str, features: torch.Tensor, labels: torch.Tensor) -> None:
         if side not in SIDES:
             raise ValueError(f"side must be one of {SIDES}")
         x = torch.as_tensor(features).detach().reshape(len(features), -1).cpu()
         masks = class_masks(torch.as_tensor(labels).cpu(), len(self.class_names))
+        ids = self._n_images[side] + torch.arange(x.shape[0])
+        self._n_images[side] += x.shape[0]
         self._pooled[side].update(x)
         self._pooled_rows[side].update(x)
         self.n_without_label[side] += int((~masks.any(1)).sum())
         for c in torch.nonzero(masks.any(0)).flatten().tolist():
             xc = x[masks[:, c]]
             self._moments[(side, c)].update(xc)
-            self._rows[(side, c)].update(xc)
+            self._rows[(side, c)].update(xc, ids[masks[:, c]])
 
     def state_nbytes(self) -> int:
         """Bytes of every tensor held (moments and stored rows)."""
@@ -113,7 +118,7 @@ class ClassFeatureStats:
                 total += m.mean.nelement() * m.mean.element_size() + m._m2.nelement() * m._m2.element_size()
         for r in [*self._rows.values(), *self._pooled_rows.values()]:
             if r.rows is not None:
-                total += r.rows.nelement() * r.rows.element_size()
+                total += r.rows.nelement() * r.rows.element_size() + r.ids.nelement() * r.ids.element_size()
         return total
 
     # -- per class ------------------------------------------------------------------------------
@@ -186,8 +191,9 @@ class ClassFeatureStats:
             m2, a2 = mixture_factor(w, parts["synthetic"])
             boots.append(frechet_distance_from_factors(m1, a1, m2, a2))
         row["fid_ci95"] = normal_interval(row["fid"], boots, floor=0.0)
-        vals = kid_subset_values([(wc, self._rows[("real", c)].rows) for wc, c in zip(w, entered, strict=True)],
-                                 [(wc, self._rows[("synthetic", c)].rows) for wc, c in zip(w, entered, strict=True)],
+        parts = {side: [(wc, self._rows[(side, c)].rows, self._rows[(side, c)].ids)
+                        for wc, c in zip(w, entered, strict=True)] for side in SIDES}
+        vals = kid_subset_values(parts["real"], parts["synthetic"],
                                  subset_size=kid_subset_size, num_subsets=kid_num_subsets,
                                  seed=derive_seed(self.seed, "kid", name))
         row.update(summarize_kid(vals))

@@ -7,6 +7,12 @@ samples of one distribution, which matters for tail classes with a handful of re
 Streaming: `FeatureReservoir` keeps a uniform random sample (reservoir sampling, seeded) of at
 most `capacity` vectors, so memory is fixed however many vectors stream through; KID subsets are
 drawn from the reservoirs. No N×N matrix beyond subset_size × subset_size.
+
+Multi-label: an image sits in the block of every class it carries, so two class blocks of one side
+can hold the same image. Each stored row keeps its image id, and a pair of rows with one id is left
+out of every within-side mean (not only within a class): k(x, x) is large, and counting it between
+two classes biased the scope KID of two samples of one distribution upward (0.24 instead of ~0 for
+N(0, I), D = 64, every image in two classes).
 """
 
 from __future__ import annotations
@@ -15,32 +21,40 @@ import torch
 
 
 class FeatureReservoir:
-    """Uniform random sample of at most `capacity` rows of a stream (Vitter's algorithm R)."""
+    """Uniform random sample of at most `capacity` rows of a stream (Vitter's algorithm R), with
+    each kept row's image id (`ids`: given to `update`, else the row's position in this stream)."""
 
     def __init__(self, capacity: int = 2000, seed: int = 0):
         self.capacity = capacity
         self.seen = 0
         self.rows: torch.Tensor | None = None
+        self.ids: torch.Tensor | None = None
         self._gen = torch.Generator().manual_seed(seed)
 
-    def update(self, x: torch.Tensor) -> None:
+    def update(self, x: torch.Tensor, ids: torch.Tensor | None = None) -> None:
         x = torch.as_tensor(x).detach().to(torch.float32).reshape(len(x), -1).cpu()
+        ids = (self.seen + torch.arange(x.shape[0])) if ids is None else torch.as_tensor(ids, dtype=torch.int64).cpu()
+        if len(ids) != x.shape[0]:
+            raise ValueError(f"{x.shape[0]} feature rows but {len(ids)} ids")
         if self.rows is None:
             self.rows = torch.empty(0, x.shape[1])
+            self.ids = torch.empty(0, dtype=torch.int64)
         free = self.capacity - self.rows.shape[0]
         if free > 0:
             take = x[:free]
             self.rows = torch.cat([self.rows, take])
+            self.ids = torch.cat([self.ids, ids[:free]])
             self.seen += take.shape[0]
-            x = x[free:]
+            x, ids = x[free:], ids[free:]
         if x.shape[0] == 0:
             return
         # row i of the remainder is stream element number seen+i (0-based): keep w.p. capacity/(seen+i+1)
         idx = self.seen + torch.arange(x.shape[0], dtype=torch.float64)
         j = torch.floor(torch.rand(x.shape[0], generator=self._gen, dtype=torch.float64) * (idx + 1)).long()
         keep = j < self.capacity
-        for row, slot in zip(x[keep], j[keep].tolist(), strict=True):
+        for row, image_id, slot in zip(x[keep], ids[keep].tolist(), j[keep].tolist(), strict=True):
             self.rows[slot] = row
+            self.ids[slot] = image_id
         self.seen += x.shape[0]
 
     def __len__(self) -> int:
@@ -52,35 +66,47 @@ def polynomial_kernel(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (x @ y.T / x.shape[1] + 1.0) ** 3
 
 
-def _block_mean(x, a, y, b, same: bool) -> torch.Tensor:
-    """Weighted mean of k over pairs of rows of x and y; same = the blocks are one set of stored
-    rows, whose pairs of a row with itself are left out (U-statistic)."""
+def _block_mean(x, a, y, b, same: bool, ix=None, iy=None) -> torch.Tensor:
+    """Weighted mean of k over pairs of rows of x and y, leaving out the pairs of a row with itself
+    (U-statistic): same = the blocks are one set of stored rows (the diagonal); with image ids
+    ix, iy on both blocks (two class blocks of one side), every pair with one id."""
     k = polynomial_kernel(x, y)
-    if not same:
+    b = a if same else b
+    if ix is not None and iy is not None:
+        pair = (ix[:, None] != iy[None, :]).to(k.dtype)
+    elif same:
+        pair = 1.0 - torch.eye(k.shape[0], dtype=k.dtype)
+    else:
         return (a @ k @ b) / (a.sum() * b.sum())
-    den = a.sum() ** 2 - (a * a).sum()
-    return (a @ k @ a - (a * a * k.diagonal()).sum()) / den if den > 0 else torch.tensor(float("nan"))
+    w = a[:, None] * b[None, :] * pair
+    den = w.sum()
+    return (w * k).sum() / den if den > 0 else torch.tensor(float("nan"))
 
 
 def stratified_mmd2_unbiased(real_blocks, fake_blocks) -> float:
-    """Unbiased MMD² between two class mixtures with the KID kernel. blocks: [(π_c, rows_c, w_c)],
-    the same class order and weights π on both sides, w_c = per-row weights (1, or bootstrap
-    counts). Each side's kernel mean is Σ_cd π_c π_d K̄_cd, where K̄_cd is the weighted mean of k
-    between the rows of classes c and d and, within a class, over pairs of *different stored rows*;
-    so the estimate is unbiased for the mixture Σ_c π_c P_c whatever the rows drawn per class, and
-    a row drawn twice by a bootstrap is never paired with itself."""
+    """Unbiased MMD² between two class mixtures with the KID kernel. blocks: [(π_c, rows_c, w_c)]
+    or [(π_c, rows_c, w_c, ids_c)], the same class order and weights π on both sides, w_c = per-row
+    weights (1, or bootstrap counts), ids_c = image ids (multi-label: one image in several blocks).
+    Each side's kernel mean is Σ_cd π_c π_d K̄_cd, where K̄_cd is the weighted mean of k between the
+    rows of classes c and d over pairs of *different images* (different stored rows within a class;
+    different ids across classes when ids are given); so the estimate is unbiased for the mixture
+    Σ_c π_c P_c whatever the rows drawn per class, a row drawn twice by a bootstrap is never paired
+    with itself, and neither is an image that carries two classes. Real and synthetic images are
+    never the same image, so the cross term keeps every pair."""
     def prep(blocks):
-        pi = torch.tensor([float(p) for p, _, _ in blocks], dtype=torch.float64)
-        return pi / pi.sum(), [(torch.as_tensor(x, dtype=torch.float64), torch.as_tensor(w, dtype=torch.float64))
-                               for _, x, w in blocks]
+        pi = torch.tensor([float(blk[0]) for blk in blocks], dtype=torch.float64)
+        return pi / pi.sum(), [(torch.as_tensor(blk[1], dtype=torch.float64), torch.as_tensor(blk[2], dtype=torch.float64),
+                                None if len(blk) < 4 or blk[3] is None else torch.as_tensor(blk[3]))
+                               for blk in blocks]
 
     def side(pi, blocks):
-        return sum(pi[c] * pi[d] * _block_mean(*blocks[c], *blocks[d], same=c == d)
+        return sum(pi[c] * pi[d] * _block_mean(*blocks[c][:2], *blocks[d][:2], same=c == d, ix=blocks[c][2],
+                                               iy=blocks[d][2])
                    for c in range(len(blocks)) for d in range(len(blocks)))
 
     pr, br = prep(real_blocks)
     pf, bf = prep(fake_blocks)
-    cross = sum(pr[c] * pf[d] * _block_mean(*br[c], *bf[d], same=False)
+    cross = sum(pr[c] * pf[d] * _block_mean(*br[c][:2], *bf[d][:2], same=False)
                 for c in range(len(br)) for d in range(len(bf)))
     return float(side(pr, br) + side(pf, bf) - 2 * cross)
 
@@ -105,18 +131,19 @@ def draw_rows(n: int, size: int, gen: torch.Generator) -> tuple[torch.Tensor, to
 
 def kid_subset_values(real_parts, fake_parts, *, subset_size: int = 100, num_subsets: int = 50,
                       seed: int = 0) -> torch.Tensor:
-    """MMD² of `num_subsets` stratified subsets. real_parts / fake_parts: [(weight π_c, rows_c)];
+    """MMD² of `num_subsets` stratified subsets. real_parts / fake_parts: [(weight π_c, rows_c)] or
+    [(π_c, rows_c, ids_c)] (image ids: an image in several classes is never paired with itself);
     each subset takes max(2, round(π_c · subset_size)) rows of class c per side (`draw_rows`) and
     the classes are mixed by π (`stratified_mmd2_unbiased`)."""
     gen = torch.Generator().manual_seed(seed)
-    tot_r = sum(w for w, _ in real_parts)
-    tot_f = sum(w for w, _ in fake_parts)
+    tot_r = sum(p[0] for p in real_parts)
+    tot_f = sum(p[0] for p in fake_parts)
 
     def one(parts, tot):
         blocks = []
-        for w, rows in parts:
+        for w, rows, *ids in parts:
             idx, cnt = draw_rows(rows.shape[0], max(2, round(w / tot * subset_size)), gen)
-            blocks.append((w, rows[idx], cnt))
+            blocks.append((w, rows[idx], cnt, ids[0][idx] if ids and ids[0] is not None else None))
         return blocks
 
     vals = [stratified_mmd2_unbiased(one(real_parts, tot_r), one(fake_parts, tot_f)) for _ in range(num_subsets)]
