@@ -77,6 +77,24 @@ def test_train_cli_out_of_range_recipe_is_one_line_before_the_run_folder(toy_run
     assert not out.exists()
 
 
+@pytest.mark.parametrize("override, expected", [
+    ("regularizers=[{name: coral, options: {kapa: 1}}]",
+     "recipe key 'regularizers[0].options.kapa' is unknown for 'coral'; did you mean 'kappa'?"),
+    ("regularizers=[{name: coral, options: {temperature: 0}}]",
+     "recipe key 'regularizers[0].options.temperature': must be a number > 0.0"),
+    ("regularizers=[{name: cbdm}, {name: t2h, weight: 0.5}]",
+     "recipe key 'regularizers[1].weight': 't2h' replaces the training target and adds no term"),
+    ("regularizers=[{name: t2h, options: {gate: head}}]", "recipe key 'regularizers[0].options.gate' is unknown"),
+    ("regularizers=[{name: corral}]", "did you mean 'coral'"),
+])
+def test_train_cli_bad_coral_and_t2h_entries_are_one_line(toy_run, capsys, override, expected):
+    tmp, recipe = toy_run
+    out = tmp / f"never-{abs(hash(override))}"
+    code, err = _fail(["train", str(recipe), "--out", str(out), "--set", override], capsys)
+    assert code == 2 and len(err) == 1 and expected in err[0], err
+    assert not out.exists()
+
+
 def _copy_run(tmp, name):
     import shutil
 
