@@ -70,6 +70,8 @@ def evaluate_autoencoder_cmd(
     o = rep["overall"]
     typer.echo(f"{rep['split']['n_images']} test images: PSNR {o['psnr_db']:.2f} dB, SSIM {o['ssim']:.3f}, "
                f"MS-SSIM {o['ms_ssim']:.3f}; per class in {out / 'report.md'}")
+    if rep.get("ms_ssim_note"):
+        typer.echo(f"note: {rep['ms_ssim_note']}", err=True)
 
 
 def register(app: typer.Typer) -> None:

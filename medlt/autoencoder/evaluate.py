@@ -58,6 +58,22 @@ def reconstruction_metrics(x: torch.Tensor, recon: torch.Tensor, ms_settings: di
     return {"psnr_db": psnr, "ssim": ssim, "ms_ssim": ms}
 
 
+def ms_ssim_note(ms: dict, ssim_window_px: int) -> str | None:
+    """What the MS-SSIM column is when the images are too small for the standard 5 scales (None when
+    they are not): the scales and window used, and, with 1 scale, that it is SSIM."""
+    if ms.get("standard_ms_ssim"):
+        return None
+    n, k, side = int(ms["scales"]), int(ms["kernel_size"]), int(ms["smallest_side_px"])
+    why = (f"the smallest image side is {side} px; the standard MS-SSIM (5 scales, 11 px window) needs 176 px"
+           if ms.get("chosen") == "automatic" else "set by evaluate.ms_ssim_kernel_size / evaluate.ms_ssim_weights")
+    if n == 1:
+        same = " (the same as the SSIM column)" if k == ssim_window_px else ""
+        return (f"MS-SSIM fell back to a single scale ({k} px window; {why}): it is plain SSIM{same}, not a "
+                f"multi-scale score")
+    return (f"MS-SSIM used {n} of the standard 5 scales ({k} px window, the first {n} standard weights "
+            f"renormalised; {why}); not comparable with 5-scale MS-SSIM values")
+
+
 def _member_matrix(labels: np.ndarray, num_classes: int, multi_label: bool) -> np.ndarray:
     """(N, K) bool: image i counts for class c."""
     if multi_label:
@@ -173,12 +189,14 @@ def evaluate_autoencoder(recipe, autoencoder: str | Path, out_dir: str | Path, *
         "definitions": {
             "psnr_db": "10*log10(2^2 / MSE) per image, model space [-1, 1] (MONAI PSNRMetric max_val=2)",
             "ssim": f"MONAI SSIMMetric, data_range 2, Gaussian window {ssim_window(sizes)} px sigma 1.5",
-            "ms_ssim": "MONAI MultiScaleSSIMMetric, data_range 2, settings below",
+            "ms_ssim": "MONAI MultiScaleSSIMMetric, data_range 2, settings below (ms_ssim_note: fewer than the "
+                       "standard 5 scales at this image size)",
             "per_class": "mean over the test images of the class (multi-label: positive for it)",
             "per_group": "mean over the group's classes of the per-class means",
             "reconstruction": "decode(posterior mean), EMA weights when trained with EMA",
         },
         "ms_ssim_settings": ms,
+        "ms_ssim_note": ms_ssim_note(ms, ssim_window(sizes)),
         "overall": {k: float(arr[k].mean()) for k in METRICS},
         "per_class": per_class,
         "per_group": per_group,
@@ -217,8 +235,10 @@ def render_markdown(report: dict) -> str:
     for g in ("head", "medium", "tail"):
         lines.append(f"| {g} | {_f(pg['psnr_db'][g], 2)} | {_f(pg['ssim'][g])} | {_f(pg['ms_ssim'][g])} |")
     o = report["overall"]
-    lines += ["", f"All images: PSNR {_f(o['psnr_db'], 2)} dB, SSIM {_f(o['ssim'])}, MS-SSIM {_f(o['ms_ssim'])}.",
-              "", "Worst reconstructions (lowest PSNR) per class: input | reconstruction | |difference|.", ""]
+    lines += ["", f"All images: PSNR {_f(o['psnr_db'], 2)} dB, SSIM {_f(o['ssim'])}, MS-SSIM {_f(o['ms_ssim'])}."]
+    if report.get("ms_ssim_note"):
+        lines += ["", f"Note: {report['ms_ssim_note']}."]
+    lines += ["", "Worst reconstructions (lowest PSNR) per class: input | reconstruction | |difference|.", ""]
     for n, rows in report["worst"].items():
         shown = ", ".join(f"[{r['id']}]({r['file']}) {r['psnr_db']:.2f} dB" for r in rows) or "–"
         lines.append(f"- {n}: {shown}")
