@@ -38,7 +38,8 @@ def coral_terms(z: torch.Tensor, labels: torch.Tensor, t: torch.Tensor, T: int, 
     """(B,) per-sample CORAL values (see the module docstring). `keep` (B,) bool leaves rows out
     entirely (label-dropped rows: no anchor, positive or negative, not in w̄); default all rows.
     No stop-gradient: every kept row gets gradient as anchor, positive or negative. The result stays
-    connected to z even when it is 0, so DDP sees the projection head used on every step."""
+    connected to z even when it is 0, so DDP sees the projection head used on every step; nothing
+    here waits for the device (no host sync)."""
     zw = z if z.dtype in (torch.float32, torch.float64) else z.float()
     b = zw.shape[0]
     zn = F.normalize(zw.flatten(1), dim=1)
@@ -49,7 +50,7 @@ def coral_terms(z: torch.Tensor, labels: torch.Tensor, t: torch.Tensor, T: int, 
     pos = pair & same
     n_pos = pos.sum(dim=1)
     anchors = n_pos > 0
-    active = bool(anchors.any()) and bool((pair & ~same).any())
+    active = anchors.any() & (pair & ~same).any()   # a tensor: no host sync
     has_pair = pair.any(dim=1)
     # log Σ_{a≠i} exp s_ia over kept a; rows without any (left-out rows) read 0 and are masked below
     logits = torch.where(has_pair[:, None], s.masked_fill(~pair, float("-inf")), torch.zeros_like(s))
@@ -59,7 +60,5 @@ def coral_terms(z: torch.Tensor, labels: torch.Tensor, t: torch.Tensor, T: int, 
     w = coral_time_weight(t.to(z.device), T, kappa, zw.dtype)
     w_mean = (w * kept).sum() / kept.sum().clamp(min=1)
     scale = w_mean * b / anchors.sum().clamp(min=1)
-    terms = torch.where(anchors, loss * scale, torch.zeros_like(loss))
-    if not active:
-        return torch.zeros_like(terms) + 0.0 * zn.sum()
-    return terms
+    # where() keeps z in the graph (zero gradient) when nothing is active
+    return torch.where(anchors & active, loss * scale, torch.zeros_like(loss))

@@ -113,6 +113,13 @@ def test_no_positive_pair_or_no_negative_gives_zero_but_stays_in_the_graph(label
     assert torch.equal(g, torch.zeros_like(z))
 
 
+def test_every_row_dropped_gives_zero_without_nan():
+    z = torch.randn(4, 6, dtype=torch.float64, requires_grad=True)
+    v = coral_terms(z, torch.tensor([0, 0, 1, 1]), torch.tensor([1, 2, 3, 4]), T, keep=torch.zeros(4, dtype=torch.bool))
+    g, = torch.autograd.grad(v.mean(), z)
+    assert torch.equal(v.detach(), torch.zeros(4, dtype=torch.float64)) and torch.equal(g, torch.zeros_like(z))
+
+
 def test_float32_and_bf16_features_are_upcast():
     z, labels, t = _case(5)
     ref = coral_terms(z.detach(), labels, t, T)
