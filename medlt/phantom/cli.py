@@ -19,7 +19,8 @@ def phantom(
     layout: Layout = typer.Option(..., "--layout", "-l", metavar="<layout>",
                                   help="Official layout to imitate: nih-cxr-lt, mimic-cxr-lt or ct-rate.",
                                   show_default=False, case_sensitive=False),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder (new, empty, or a previous phantom).",
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (new, empty, or a previous phantom; a phantom stopped "
+                             "while writing is restarted there).",
                              show_default=False),
     num_images: int | None = typer.Option(
         None, "--num-images", "-n",

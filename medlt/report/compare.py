@@ -21,6 +21,9 @@ def load_report(d: str | Path) -> dict:
     """The report.json of a `medlt evaluate` output folder (or the file itself); DataError naming the
     path when it is missing, not JSON, or another kind of file."""
     p = Path(d)
+    if p.is_dir() and (p / "bench.json").is_file() and not (p / "report.json").is_file():
+        raise DataError(f"{p}: a `medlt bench` folder, not a `medlt evaluate` output; compare its cells' "
+                        f"eval/ folders (e.g. {p / 'real' / 'c0' / 'eval'})")
     p = p / "report.json" if p.is_dir() else p
     if not p.is_file():
         raise DataError(f"{p}: no report.json (run `medlt evaluate ... --out DIR` first)")

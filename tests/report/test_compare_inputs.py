@@ -55,6 +55,12 @@ def test_json_file_given_directly_is_checked_too(tmp_path, capsys):
     assert str(f) in line and "`medlt bench` table" in line
 
 
+def test_bench_folder_points_at_its_cells(tmp_path, capsys, bench_like):
+    (tmp_path / "bench.json").write_text("{}")
+    line = _one_error_line(*_run(["report", tmp_path, bench_like[1]], capsys)[::2])
+    assert line.startswith(f"error: {tmp_path}: a `medlt bench` folder") and "eval/" in line
+
+
 @pytest.mark.parametrize("n", ["1", "99", "0", "-5"])
 def test_too_few_bootstrap_resamples_refused(capsys, bench_like, n):
     _, a, b = bench_like
