@@ -35,7 +35,6 @@ from medlt.recipe.checks import check_diffusion_shapes
 from medlt.recipe.resume import DIFFUSION_RESUMABLE, append_resume_history, check_resume_recipe
 from medlt.utils.checkpoint import load_checkpoint, save_checkpoint
 from medlt.utils.device import resolve_device
-from medlt.utils.device import resolve_device
 from medlt.utils.distributed import DistInfo, barrier, init_distributed, is_distributed
 from medlt.utils.progress import Progress
 from medlt.utils.seeding import derive_seed, rng_state, seed_everything, set_rng_state
@@ -109,7 +108,6 @@ def train(recipe: Recipe, out_dir: str | Path, *, resume: bool = False, data: Tr
     out = Path(out_dir)
     ckpt_path = out / CHECKPOINT
     tc = recipe.training
-    resolve_device(tc.device, "training.device")  # CUDA asked for but absent: one line, before anything
     resolve_device(tc.device, "training.device")  # CUDA asked for but absent: one line, before anything
     info: DistInfo = init_distributed(tc.device)
     device = info.device
