@@ -26,8 +26,10 @@ combines (e.g. cbdm+ccua). Presets: cpu (32 px phantom, `make bench-evidence`, <
 cores), gpu (one H100/H200, bf16, bench/evidence_gpu.sh); their --set overrides come before yours.
 
 Writes DIR/bench.json, DIR/bench.md and DIR/bench.html (self-contained, plots) atomically. Re-running
-the same command skips finished cells (DIR/<cell>/cell.json) and resumes or redoes the rest;
---dry-run lists the cells and which are done. Example:
+the same command skips finished cells (DIR/<cell>/cell.json) and resumes or redoes the rest.
+Each cell records the data fingerprint (split tables, image sizes and mtimes): after the data under
+data.root changed, finished cells are stale and a run is refused (use a new --out). --dry-run runs
+every input check and lists the cells and which are done or stale. Example:
 medlt bench recipes/phantom/bench_cpu.yaml --preset cpu --out runs/bench
 """
 
@@ -57,24 +59,47 @@ def bench(
                                         "0 = judge the quota set itself. Default: the preset's, else 0."),
     cas: bool = typer.Option(True, "--cas/--no-cas", help="Classification Accuracy Score per generator "
                              "(trains one extra classifier on synthetic images only)."),
-    bootstrap_resamples: int = typer.Option(1000, "--bootstrap-resamples", min=1, help="Resamples of the "
-                                            "paired bootstrap of the Δ bAcc intervals."),
+    bootstrap_resamples: int = typer.Option(1000, "--bootstrap-resamples", help="Resamples of the paired "
+                                            "bootstrap of the Δ bAcc intervals (at least 100)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the cells and which are done; run nothing."),
     sets: list[str] = SET_OPT,
 ) -> None:
     from medlt.bench.cells import Runner, plan_cells
+    from medlt.bench.checks import (
+        check_judge_inputs,
+        check_out_folder,
+        check_quota,
+        stale_cells,
+        stale_error,
+    )
     from medlt.bench.methods import parse_methods, parse_seeds
-    from medlt.bench.presets import get_preset
-    from medlt.bench.settings import check_settings, is_phantom, write_settings
+    from medlt.bench.presets import check_preset_fits, get_preset
+    from medlt.bench.settings import (
+        FILE,
+        check_settings,
+        is_phantom,
+        recorded_fingerprint,
+        table_split_label,
+        write_settings,
+    )
     from medlt.bench.table import build_table, write_table
     from medlt.cliutils import load_recipe_cli
+    from medlt.data.fingerprint import describe_change, table_fingerprint
+    from medlt.data.table import load_table
+    from medlt.report.paired import check_resamples
     from medlt.utils.device import check_recipe_devices
 
+    # every input is checked here, before the first cell, and in --dry-run
+    check_resamples(bootstrap_resamples)
     p = get_preset(preset)
+    check_preset_fits(p, recipe, sets)
     all_sets = [*(p.sets if p else []), *(sets or [])]
-    m = parse_methods(methods or (p.methods if p else "plain,cbdm,overlap,ccua"))
-    s = parse_seeds(seeds or (p.seeds if p else "0,1,2"))
-    k = parse_seeds(classifier_seeds or (p.classifier_seeds if p else "0"), "--classifier-seeds")
+    # an option given empty ("") is refused by the parsers, never replaced by the default
+    m = parse_methods(methods if methods is not None else (p.methods if p else "plain,cbdm,overlap,ccua"))
+    s = parse_seeds(seeds if seeds is not None else (p.seeds if p else "0,1,2"))
+    k = parse_seeds(classifier_seeds if classifier_seeds is not None else (p.classifier_seeds if p else "0"),
+                    "--classifier-seeds")
+    check_out_folder(out, FILE)
     r = load_recipe_cli(recipe, all_sets, uses=("diffusion", "classifier"))
     check_recipe_devices(r, ("training.device", "classifier.device"),
                          f"--preset {preset} sets it" if p and any("device=" in x for x in p.sets) else "")
@@ -87,21 +112,34 @@ def bench(
                 "probe_per_class": probe_per_class if probe_per_class is not None else (p.probe_per_class if p else 0),
                 "reference_classifier": str(reference_classifier) if reference_classifier else None,
                 "feature_extractor": str(feature_extractor) if feature_extractor else None,
-                "ideal_arm": plan.ideal, "judge_cell": plan.judge_cell}
+                "ideal_arm": plan.ideal, "judge_cell": plan.judge_cell, "test_split_label": table_split_label(r)}
     check_settings(out, r, settings)
+    data = load_table(r)
+    check_judge_inputs(r, data.label_space, reference_classifier, feature_extractor)
+    check_quota(r, data)
+    fingerprint = table_fingerprint(data)
+    recorded = recorded_fingerprint(out)
+    stale = stale_cells(plan.cells, fingerprint, recorded)
+    change = describe_change(recorded or {}, fingerprint) if recorded else "its recorded data fingerprint differs"
     if dry_run:
         done = sum(c.done for c in plan.cells)
         for i, c in enumerate(plan.cells, 1):
-            typer.echo(f"{i:3d}/{len(plan.cells)} {'done ' if c.done else 'to do'}  {c.label:<45} "
-                       f"{c.dir.relative_to(out)}")
+            state = "stale" if c in stale else "done " if c.done else "to do"
+            typer.echo(f"{i:3d}/{len(plan.cells)} {state}  {c.label:<45} {c.dir.relative_to(out)}")
         typer.echo(f"{done} of {len(plan.cells)} cells done; nothing was run (--dry-run)")
+        if stale:
+            typer.echo(f"warning: {stale_error(stale, out, r.data.root, change)}; a run would be refused", err=True)
         return
-    write_settings(out, r, settings)
+    if stale:
+        raise stale_error(stale, out, r.data.root, change)
+    write_settings(out, r, settings, fingerprint)
     runner = Runner(r, plan, oracle_per_class=settings["oracle_per_class"], oracle_epochs=settings["oracle_epochs"],
                     reference=reference_classifier, feature_extractor=feature_extractor, cas=cas,
                     probe_per_class=settings["probe_per_class"], show_progress=True)
+    runner.data_fingerprint = fingerprint["sha256"]
     ran = runner.run()
-    table = build_table(plan, runner.judge(), settings, n_resamples=bootstrap_resamples)
+    table = build_table(plan, runner.judge(), {**settings, "data_fingerprint": fingerprint},
+                        n_resamples=bootstrap_resamples)
     paths = write_table(out, table)
     typer.echo(paths["md_text"])
     typer.echo(f"{len(ran)} cell(s) run, {len(plan.cells) - len(ran)} already done; table: "

@@ -28,6 +28,8 @@ class Preset:
     oracle_epochs: int | None = None
     probe_per_class: int = 0
     about: str = ""
+    #: the recipes' spatial dims the preset's sizes are for (cpu: 2D only, its data.image_size is 2 sizes)
+    spatial_dims: tuple[int, ...] = (2, 3)
 
 
 PRESETS: dict[str, Preset] = {
@@ -38,7 +40,7 @@ PRESETS: dict[str, Preset] = {
               "training.log_every_steps=50", "sampling.num_inference_steps=10", "synth.quota=to_count:30",
               "classifier.epochs=4", "evaluate.fid_bootstrap_replicates=20"],
         seeds="0,1", classifier_seeds="0,1", oracle_per_class=60, oracle_epochs=10, probe_per_class=10,
-        about="2 CPU cores, <= 60 min: 32 px phantom, 1000 steps per generator, seeds 0,1"),
+        about="2 CPU cores, <= 60 min: 32 px phantom, 1000 steps per generator, seeds 0,1", spatial_dims=(2,)),
     "gpu": Preset(
         "gpu",
         sets=["training.precision=bf16", "training.device=cuda", "classifier.device=cuda",
@@ -58,3 +60,24 @@ def get_preset(name: str | None) -> Preset | None:
     if name not in PRESETS:
         raise RecipeError(f"--preset: unknown preset '{name}' (choose {' or '.join(PRESETS)})")
     return PRESETS[name]
+
+
+def check_preset_fits(preset: Preset | None, recipe_path, user_sets: list[str] | None) -> None:
+    """RecipeError naming the preset when its sizes are not for the recipe's dimensionality (e.g.
+    --preset cpu, whose data.image_size has 2 sizes, on a 3D CT recipe). The recipe is read with the
+    user's --set only; an error in it is the recipe's own and is left to the normal load."""
+    if preset is None or set(preset.spatial_dims) >= {2, 3}:
+        return
+    from medlt.recipe import load_recipe
+
+    try:
+        r = load_recipe(recipe_path, list(user_sets or []))
+    except RecipeError:
+        return
+    dims = int(r.model.spatial_dims)
+    if dims not in preset.spatial_dims:
+        sizes = [x.split("=", 1)[1] for x in preset.sets if x.startswith("data.image_size=")]
+        raise RecipeError(f"--preset {preset.name}: sized for {'/'.join(f'{d}D' for d in preset.spatial_dims)} "
+                          f"recipes (data.image_size={sizes[0] if sizes else '?'}), but {recipe_path} is a {dims}D "
+                          f"recipe (data.image_size {list(r.data.image_size)}); run it without --preset and size "
+                          f"it with --set")

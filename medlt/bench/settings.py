@@ -14,8 +14,18 @@ from medlt.errors import RecipeError
 from medlt.utils.atomic import atomic_write_text
 
 FILE = "bench.settings.json"
-#: keys a re-run may change without invalidating finished cells
-FREE_KEYS = ("methods", "seeds", "classifier_seeds", "recipe_file", "sets", "preset")
+#: keys a re-run may change without invalidating finished cells (test_split_label follows the recipe,
+#: which is compared on its own)
+FREE_KEYS = ("methods", "seeds", "classifier_seeds", "recipe_file", "sets", "preset", "test_split_label")
+
+
+def table_split_label(recipe) -> str:
+    """How the bench table names the split its bAcc is on: the recipe's data.splits.test, called
+    balanced only when its name says so (CT-RATE's test role is its `valid` split, which is not)."""
+    split = recipe.data.splits.test
+    if split and "balanced" in str(split):
+        return f"balanced test split '{split}'"
+    return f"test split '{split}' (data.splits.test)"
 
 
 def is_phantom(recipe) -> bool:
@@ -53,8 +63,18 @@ def check_settings(out: Path, recipe, settings: dict) -> None:
                               f"now {v!r}); choose another --out")
 
 
-def write_settings(out: Path, recipe, settings: dict) -> Path:
+def recorded_fingerprint(out: Path) -> dict | None:
+    """The data fingerprint bench.settings.json recorded at the start of the last run (None: none)."""
+    f = Path(out) / FILE
+    if not f.is_file():
+        return None
+    return json.loads(f.read_text()).get("data_fingerprint")
+
+
+def write_settings(out: Path, recipe, settings: dict, data_fingerprint: dict | None = None) -> Path:
     from medlt.recipe import recipe_to_dict
 
     d = {"recipe": recipe_to_dict(recipe), "settings": settings}
+    if data_fingerprint is not None:
+        d["data_fingerprint"] = data_fingerprint
     return atomic_write_text(Path(out) / FILE, json.dumps(d, indent=1, default=str) + "\n")
