@@ -2,6 +2,8 @@
 the CORAL head trains, is EMA'd and checkpointed, resume continues it exactly; 2-process DDP (slow)."""
 
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -92,6 +94,13 @@ def test_latent_diffusion(method, autoencoder, tmp_path):
     gen = load_generator(ckpt)
     x = gen.generate(torch.tensor([0, 2]), [1, 2], guidance_scale=1.0, num_inference_steps=2)
     assert x.shape == (2, 1, 8, 8) and torch.isfinite(x).all()
+
+
+@pytest.mark.slow
+def test_ddp_gradients_of_the_coral_head_are_averaged_across_ranks(tmp_path):
+    r = _torchrun([str(Path(__file__).with_name("ddp_coral_check.py")), str(tmp_path)], _env())
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (tmp_path / "ok0").exists() and (tmp_path / "ok1").exists()
 
 
 @pytest.mark.slow
