@@ -7,10 +7,12 @@ Resume and sharding rules (see `medlt.synth.jobs` for why the bytes do not depen
     batch, same seeds -> same pixels) and only its missing files are written;
   - every file is written atomically (temporary name, then rename), so a SIGKILL leaves complete
     files only; leftover temporary files (".*.tmp") are removed at the next start;
-  - with the quality filter, a batch counts as done once its record in DIR/.synth/filter/ exists
-    (it lists the batch's rejected ids); rejected images are replaced in further rounds by jobs with
-    the same key and the next indices (so new seeds), until every quota is met or
-    `synth.filter_max_rounds` is used up (then an error names the classes left short).
+  - with a filter (the quality filter, --drop-near-copies, or both), a batch counts as done once its
+    record in DIR/.synth/filter/ exists (it lists the batch's rejected ids, and why near-copies were
+    dropped); rejected images are replaced in further rounds by jobs with the same key and the next
+    indices (so new seeds), until every quota is met or `synth.filter_max_rounds` is used up (then an
+    error names the classes left short). manifest.csv then records each row's `redraw_attempt` and
+    the id it `replaces`; DIR/dropped.csv lists every dropped image and why.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from medlt.errors import CheckpointError, DataError, MedltError
 from medlt.recipe.diffusion import SAMPLERS_BY_OBJECTIVE
 from medlt.synth.guidance import apply_guidance_file, check_tuned_for, job_scales
 from medlt.synth.jobs import Job, batches, rank_batches, replacement_jobs
-from medlt.synth.manifest import write_manifests, write_merged_recipe
+from medlt.synth.manifest import write_dropped, write_manifests, write_merged_recipe
 from medlt.synth.plan import SynthPlan, build_plan, check_resume, train_label_matrix, write_plan
 from medlt.synth.writers import OutputLayout, ct_output_spacing, cxr_output_spacing, resolve_layout
 from medlt.utils.atomic import atomic_write_text
@@ -46,6 +48,7 @@ class SynthResult:
     skipped_batches: int = 0
     generated_batches: int = 0
     final_jobs: list[Job] = field(default_factory=list)
+    dropped: list[dict] = field(default_factory=list)  # filters: the images left out (DIR/dropped.csv)
     outputs: dict[str, Path] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -111,23 +114,32 @@ def _confidence(proba: np.ndarray, batch: Sequence[Job], multi_label: bool) -> n
 class _Runner:
     def __init__(self, out_dir: Path, generator, layout: OutputLayout, settings: dict[str, Any],
                  multi_label: bool, rank: int, world_size: int, show_progress: bool,
-                 classifier=None, min_confidence: float | None = None):
+                 classifier=None, min_confidence: float | None = None, near_copy=None):
         self.out_dir, self.gen, self.layout, self.settings = out_dir, generator, layout, settings
         self.multi_label, self.rank, self.world = multi_label, rank, world_size
         self.show_progress = show_progress
         self.classifier, self.min_confidence = classifier, min_confidence
+        self.near_copy = near_copy  # medlt.synth.near_copies.NearCopyFilter
         self.written = self.skipped = self.generated = 0
+
+    @property
+    def filtering(self) -> bool:
+        return self.classifier is not None or self.near_copy is not None
 
     def _record_path(self, batch: Sequence[Job]) -> Path:
         return self.out_dir / STATE_DIR / "filter" / f"{batch[0].id}.json"
 
     def batch_done(self, batch: Sequence[Job]) -> bool:
-        if self.classifier is not None:
+        if self.filtering:
             return self._record_path(batch).is_file()
         return all((self.out_dir / self.layout.relpath(j)).is_file() for j in batch)
 
     def rejected_in(self, batch: Sequence[Job]) -> list[str]:
         return list(json.loads(self._record_path(batch).read_text())["rejected"])
+
+    def near_copies_in(self, batch: Sequence[Job]) -> dict[str, dict]:
+        """id -> {nearest_real_id, ratio, exact_copy} of the batch's images dropped as near-copies."""
+        return dict(json.loads(self._record_path(batch).read_text()).get("near_copies", {}))
 
     def _generate(self, batch: Sequence[Job]) -> np.ndarray:
         w = self.settings["guidance_scale"]
@@ -150,13 +162,19 @@ class _Runner:
                     proba = self.classifier.predict_proba(torch.from_numpy(x))
                     proba = proba.detach().float().cpu().numpy() if hasattr(proba, "detach") else np.asarray(proba)
                     keep = _confidence(proba, batch, self.multi_label) >= float(self.min_confidence)
+                copies = {}
+                if self.near_copy is not None:  # near-copies of real training images are never written
+                    for i, (j, c) in enumerate(zip(batch, self.near_copy.check(x), strict=True)):
+                        if c["flagged"]:
+                            keep[i] = False
+                            copies[j.id] = {k: c[k] for k in ("nearest_real_id", "ratio", "exact_copy")}
             for j, xi, ok in zip(batch, x, keep, strict=True):
                 path = self.out_dir / self.layout.relpath(j)
                 if ok and not path.is_file():
                     self.layout.write(path, xi, j)
                     self.written += 1
-            if self.classifier is not None:
-                rec = {"rejected": [j.id for j, ok in zip(batch, keep, strict=True) if not ok]}
+            if self.filtering:
+                rec = {"rejected": [j.id for j, ok in zip(batch, keep, strict=True) if not ok], "near_copies": copies}
                 atomic_write_text(self._record_path(batch), json.dumps(rec) + "\n")
             self.generated += 1
             for _ in batch:
@@ -180,14 +198,16 @@ def run_synth(recipe, out_dir: str | Path, *, generator=None, checkpoint: str | 
               dry_run: bool = False, classifier=None, classifier_sha256: str | None = None,
               min_confidence: float | None = None, rank: int = 0, world_size: int = 1,
               device: str = "cpu", show_progress: bool = True,
-              guidance_from: str | Path | None = None) -> SynthResult:
+              guidance_from: str | Path | None = None, near_copies: str | Path | None = None) -> SynthResult:
     """Plan and (unless dry_run) generate a class-balanced synthetic training set into `out_dir`.
 
     `generator` (an object with `.generate`, `.label_space`, `.checkpoint_sha256`, `.image_shape`)
     or `checkpoint` (loaded with medlt.diffusion.sample.load_generator). `table` defaults to
     `medlt.data.table.load_table(recipe)`. Under torchrun pass rank/world_size; every rank calls
     this, rank 0 writes plan.json and the manifests. `guidance_from`: a `medlt tune-guidance`
-    guidance.json; each row then gets its group's scale (medlt.synth.guidance).
+    guidance.json; each row then gets its group's scale (medlt.synth.guidance). `near_copies`: a
+    feature extractor; images flagged as near-copies of real training images are dropped and
+    re-drawn (medlt.synth.near_copies).
     """
     from medlt.utils.distributed import barrier
 
@@ -246,6 +266,13 @@ def run_synth(recipe, out_dir: str | Path, *, generator=None, checkpoint: str | 
     layout = resolve_layout(fmt, recipe.synth.output_format, spacing_mm=ct_spacing,
                             checkpoint_sha256=settings["checkpoint_sha256"], pixel_spacing=spacing_2d)
 
+    near = None
+    if near_copies is not None:  # the extractor now (cheap), the real reference features on first use
+        from medlt.synth.near_copies import load_near_copy_filter
+
+        near = load_near_copy_filter(recipe, near_copies, device=device, show_progress=show_progress and rank == 0,
+                                     image_dims=len(image_shape) - 1 if image_shape else None)
+        settings["near_copies"] = near.settings
     check_resume(out_dir / "plan.json", plan, settings)
     if rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -254,11 +281,11 @@ def run_synth(recipe, out_dir: str | Path, *, generator=None, checkpoint: str | 
     barrier()
 
     runner = _Runner(out_dir, generator, layout, settings, plan.label_space.multi_label, rank, world_size,
-                     show_progress and rank == 0, classifier, min_confidence)
-    final_jobs = _run_all(runner, plan, recipe, out_dir)
+                     show_progress and rank == 0, classifier, min_confidence, near)
+    final_jobs, dropped = _run_all(runner, plan, recipe, out_dir)
     result.written, result.skipped_batches, result.generated_batches = (
         runner.written, runner.skipped, runner.generated)
-    result.final_jobs = final_jobs
+    result.final_jobs, result.dropped = final_jobs, dropped
     barrier()
 
     if rank == 0:
@@ -273,6 +300,8 @@ def run_synth(recipe, out_dir: str | Path, *, generator=None, checkpoint: str | 
         if "merged_root" in outputs:
             root = Path(outputs["merged_root"].read_text().strip())
             outputs["merged_recipe"] = write_merged_recipe(out_dir, recipe, root, plan.label_space.names)
+        if runner.filtering:
+            outputs["dropped"] = write_dropped(out_dir, dropped)
         result.outputs = outputs
     barrier()
     result.seconds = time.perf_counter() - t0
@@ -303,38 +332,60 @@ def _generator_and_recipe(recipe, table, generator, checkpoint, device: str):
     return generator, recipe
 
 
-def _run_all(runner: _Runner, plan: SynthPlan, recipe, out_dir: Path) -> list[Job]:
-    """Generate the plan's jobs; with the filter, further rounds replace rejected images."""
+def _run_all(runner: _Runner, plan: SynthPlan, recipe, out_dir: Path) -> tuple[list[Job], list[dict]]:
+    """Generate the plan's jobs; with a filter, further rounds replace rejected images. Returns the
+    accepted jobs (in job order) and one record per dropped image (DIR/dropped.csv)."""
     from medlt.utils.distributed import barrier
 
     jobs = list(plan.jobs)
     runner.run(jobs, "synth")
-    if runner.classifier is None:
-        return jobs
-    all_jobs, accepted = list(jobs), []
+    if not runner.filtering:
+        return jobs, []
+    all_jobs, accepted, dropped = list(jobs), [], []
     rejections: Counter[str] = Counter()
+    near_counts: Counter[str] = Counter()
     names = plan.label_space.names
     current = jobs
     for round_ in range(1, int(recipe.synth.filter_max_rounds) + 1):
         barrier()
         rejected_ids: set[str] = set()
+        copies: dict[str, dict] = {}
         for b in batches(current, runner.settings["batch_size"]):
             rejected_ids.update(runner.rejected_in(b))
+            copies.update(runner.near_copies_in(b))
         rejected = [j for j in current if j.id in rejected_ids]
         accepted += [j for j in current if j.id not in rejected_ids]
         rejections.update(names[j.driver] for j in rejected)
-        plan.rejections = dict(rejections)
+        near_counts.update(names[j.driver] for j in rejected if j.id in copies)
+        plan.rejections, plan.near_copies = dict(rejections), dict(near_counts)
+        if rejected and round_ < int(recipe.synth.filter_max_rounds):
+            current = replacement_jobs(rejected, all_jobs, plan.recipe_seed, plan.label_space.multi_label)
+        else:
+            current = []
+        by = {j.replaces: j.id for j in current}
+        dropped += [_dropped_record(j, round_, names, copies.get(j.id), by.get(j.id)) for j in rejected]
         if not rejected:
-            return sorted(accepted, key=lambda j: j.ordinal)
-        if round_ == int(recipe.synth.filter_max_rounds):
+            return sorted(accepted, key=lambda j: j.ordinal), dropped
+        if not current:
             if runner.rank == 0:
                 write_plan(out_dir / "plan.json", plan, runner.settings)
             short = Counter(names[j.driver] for j in rejected)
+            n_copies = sum(j.id in copies for j in rejected)
             raise MedltError(
-                f"quality filter: after {round_} rounds {len(rejected)} image(s) still rejected "
-                f"(short: {dict(short)}); lower --min-confidence, raise synth.filter_max_rounds, or "
-                f"check the classifier; accepted images so far stay in {out_dir}")
-        current = replacement_jobs(rejected, all_jobs, plan.recipe_seed, plan.label_space.multi_label)
+                f"synthesis filter: after {round_} rounds {len(rejected)} image(s) still rejected "
+                f"(short: {dict(short)}; {n_copies} of them near-copies of real training images); raise "
+                f"synth.filter_max_rounds, lower --min-confidence or check the classifier (a class whose images "
+                f"keep being near-copies is one the model has memorised); accepted images so far stay in {out_dir}")
         all_jobs += current
         runner.run(current, f"synth (filter round {round_})")
     raise AssertionError("unreachable")
+
+
+def _dropped_record(job: Job, round_: int, names, copy: dict | None, replaced_by: str | None) -> dict:
+    """One row of DIR/dropped.csv: which image was left out, why, and what re-draws it."""
+    return {"id": job.id, "seed": str(job.seed), "class": names[job.driver],
+            "classes": "|".join(n for n, v in zip(names, job.label, strict=True) if v),
+            "round": round_, "attempt": job.attempt, "reason": "near-copy" if copy else "low-confidence",
+            "nearest_real_id": copy["nearest_real_id"] if copy else None,
+            "ratio": copy["ratio"] if copy else None, "exact_copy": int(bool(copy and copy["exact_copy"])),
+            "replaced_by": replaced_by}

@@ -117,7 +117,8 @@ def test_changed_data_makes_finished_cells_stale(own_phantom, tmp_path, capsys, 
     for name in dir(cells.Runner):
         if name.startswith("_run_"):
             monkeypatch.setattr(cells.Runner, name, lambda self, c, say: {})
-    monkeypatch.setattr(table, "build_table", lambda plan, judge, settings, **kw: {"settings": settings})
+    tables = []
+    monkeypatch.setattr(table, "build_table", lambda plan, judge, settings, **kw: tables.append(settings) or {})
     monkeypatch.setattr(table, "write_table", lambda out, t: {"md_text": "", "json": out / "bench.json",
                                                                   "md": "", "html": ""})
     out = tmp_path / "b"
@@ -126,6 +127,7 @@ def test_changed_data_makes_finished_cells_stale(own_phantom, tmp_path, capsys, 
     assert code == 0, err
     fp = data_fingerprint(load_recipe(recipe))
     assert json.loads((out / "bench.settings.json").read_text())["data_fingerprint"] == fp
+    assert tables[0]["data_fingerprint"] == fp  # bench.json's settings carry it too
     markers = sorted(out.rglob("cell.json"))
     assert markers and all(json.loads(m.read_text())["data_fingerprint"] == fp["sha256"] for m in markers)
     code, so, err = run_cli([*args, "--dry-run"], capsys)
