@@ -21,6 +21,15 @@ Each image's noise seed is a pure function of (recipe seed, class, index): re-ru
 command skips finished files and completes an interrupted run with identical bytes; under
 `torchrun --nproc_per_node N -m medlt synth ...` every rank generates its share.
 --dry-run prints the plan (class, group, real, to generate) and writes OUT/plan.json only.
+
+Near-copies: in medical data a synthetic image that reproduces a training image is a privacy leak
+(a real patient's anatomy in a set shared as synthetic). --drop-near-copies EXTRACTOR leaves out
+every image that `medlt evaluate` would flag as one (its distance to the nearest real training image
+over that image's distance to its own nearest real neighbour, in EXTRACTOR's feature space, at most
+evaluate.memorization_ratio_threshold, or an exact copy) and re-draws it with a fresh seed (still a
+pure function of the run, so resume and torchrun shards give the same bytes) until every quota is met
+or synth.filter_max_rounds is used up. manifest.csv records each row's redraw_attempt and the id it
+replaces; OUT/dropped.csv lists every dropped image, its nearest real image and ratio.
 """
 
 
@@ -41,6 +50,11 @@ def synth(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan, write OUT/plan.json, generate nothing."),
     filter_classifier: Path = typer.Option(None, "--filter-classifier", help="Classifier run/checkpoint for the quality filter."),
     min_confidence: float = typer.Option(None, "--min-confidence", help="Quality filter: keep images whose intended class has probability >= P."),
+    drop_near_copies: Path = typer.Option(None, "--drop-near-copies", help="Feature extractor (a `medlt classify` "
+                                          "/ `medlt oracle` run, TorchScript file or state dict, as evaluate's "
+                                          "--feature-extractor): leave out images flagged as near-copies of real "
+                                          "training images (a privacy leak) and re-draw them with fresh seeds; "
+                                          "threshold evaluate.memorization_ratio_threshold."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
     sets: list[str] = SET_OPT,
 ) -> None:
@@ -61,6 +75,9 @@ def synth(
         raise MedltError("--checkpoint is required (only --dry-run works without it)")
     if (filter_classifier is None) != (min_confidence is None):
         raise MedltError("the quality filter needs both --filter-classifier and --min-confidence")
+    if drop_near_copies is not None and not drop_near_copies.exists():
+        raise MedltError(f"--drop-near-copies {drop_near_copies}: no such file or folder (give a feature "
+                         f"extractor: a `medlt classify` or `medlt oracle` run, a TorchScript file or a state dict)")
     if dry_run:
         res = run_synth(rec, out, quota=quota, guidance_scale=guidance, sampler=sampler, steps=steps,
                         batch_size=batch_size, dry_run=True, show_progress=False, guidance_from=guidance_from)
@@ -83,7 +100,8 @@ def synth(
         res = run_synth(rec, out, checkpoint=checkpoint, quota=quota, guidance_scale=guidance,
                         sampler=sampler, steps=steps, batch_size=batch_size, classifier=clf,
                         classifier_sha256=clf_sha, min_confidence=min_confidence, rank=dist.rank,
-                        world_size=dist.world_size, device=str(dist.device), guidance_from=guidance_from)
+                        world_size=dist.world_size, device=str(dist.device), guidance_from=guidance_from,
+                        near_copies=drop_near_copies)
         if dist.is_main:
             console.print(plan_table(res.plan, title=f"synthesised: quota {res.plan.quota}, "
                                                      f"{len(res.final_jobs)} images"))
@@ -92,6 +110,9 @@ def synth(
                     f"{g} {w:g}" for g, w in res.settings["guidance_scale"].items()))
             console.print(f"{res.written} file(s) written by rank 0, {res.skipped_batches} finished "
                           f"batch(es) skipped, {res.seconds:.1f} s")
+            n_copies = sum(d["reason"] == "near-copy" for d in res.dropped)
+            if drop_near_copies is not None:
+                console.print(f"near-copies of real training images dropped and re-drawn: {n_copies}")
             for name, p in res.outputs.items():
                 console.print(f"{name}: {p}")
     finally:

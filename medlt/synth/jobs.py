@@ -45,6 +45,8 @@ class Job:
     label: tuple[int, ...]  # multi-hot (K,) label vector (single-label: one-hot)
     seed: int
     id: str  # file stem / manifest id
+    replaces: str | None = None  # filters: the id of the rejected image this one re-draws
+    attempt: int = 0  # 0 = planned image, k = its k-th re-draw
 
 
 def noise_seed(recipe_seed: int, key: str, index: int) -> int:
@@ -56,7 +58,8 @@ def _bits(vec: Sequence[int]) -> str:
 
 
 def _make_job(ordinal: int, key: str, index: int, driver: int, label: Sequence[int],
-              recipe_seed: int, multi_label: bool, bits: str | None = None) -> Job:
+              recipe_seed: int, multi_label: bool, bits: str | None = None, *, replaces: str | None = None,
+              attempt: int = 0) -> Job:
     label = label if isinstance(label, tuple) else tuple(int(v) for v in label)
     if multi_label:
         bits = bits if bits is not None else _bits(label)
@@ -65,7 +68,7 @@ def _make_job(ordinal: int, key: str, index: int, driver: int, label: Sequence[i
     else:
         jid = f"synth_c{driver:02d}_{index:06d}"
     return Job(ordinal=ordinal, key=key, index=index, driver=driver, label=label,
-               seed=noise_seed(recipe_seed, key, index), id=jid)
+               seed=noise_seed(recipe_seed, key, index), id=jid, replaces=replaces, attempt=attempt)
 
 
 def single_label_jobs(names: Sequence[str], to_generate: Sequence[int], recipe_seed: int) -> list[Job]:
@@ -152,7 +155,9 @@ def multi_label_jobs(names: Sequence[str], train_vectors: np.ndarray, targets: S
 
 def replacement_jobs(rejected: Sequence[Job], existing: Sequence[Job], recipe_seed: int,
                      multi_label: bool) -> list[Job]:
-    """Quality filter: one new job per rejected one, same key and label, next free index."""
+    """Filters (quality, near-copies): one new job per rejected one, same key and label, the key's
+    next free index (so a fresh seed that is still a pure function of the run), recording which
+    image it re-draws and the attempt number."""
     next_index: Counter[str] = Counter()
     for j in existing:
         next_index[j.key] = max(next_index[j.key], j.index + 1)
@@ -161,7 +166,8 @@ def replacement_jobs(rejected: Sequence[Job], existing: Sequence[Job], recipe_se
     for r in sorted(rejected, key=lambda j: j.ordinal):
         idx = next_index[r.key]
         next_index[r.key] += 1
-        out.append(_make_job(base + len(out), r.key, idx, r.driver, r.label, recipe_seed, multi_label))
+        out.append(_make_job(base + len(out), r.key, idx, r.driver, r.label, recipe_seed, multi_label,
+                             replaces=r.id, attempt=r.attempt + 1))
     return out
 
 

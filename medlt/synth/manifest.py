@@ -2,7 +2,8 @@
 
 Both are medlt's `manifest` format (docs/datasets.md): `id`, `image`, `patient_id`, `split`,
 one 0/1 column per class, `source`, then extra columns (seed, checkpoint_sha256, guidance_scale,
-sampler, steps; CT: spacing_x/y/z, rescale_slope, rescale_intercept).
+sampler, steps; with a filter: redraw_attempt, replaces; CT: spacing_x/y/z, rescale_slope,
+rescale_intercept).
 
 - manifest.csv: `image` is relative to DIR (use it with data.root = DIR).
 - merged.csv: real rows (root=data) keep their split and their `image` path relative to the real
@@ -35,6 +36,10 @@ from medlt.utils.atomic import atomic_write_text
 
 CT_COLUMNS = ("spacing_x", "spacing_y", "spacing_z", "rescale_slope", "rescale_intercept")
 PROVENANCE_COLUMNS = ("seed", "checkpoint_sha256", "guidance_scale", "sampler", "steps")
+#: with a filter (quality, near-copies): 0 = the planned image, k = its k-th re-draw; the dropped id it replaces
+REDRAW_COLUMNS = ("redraw_attempt", "replaces")
+DROPPED_COLUMNS = ("id", "seed", "class", "classes", "round", "attempt", "reason", "nearest_real_id", "ratio",
+                   "exact_copy", "replaced_by")
 
 
 def _csv_text(df: pd.DataFrame) -> str:
@@ -47,6 +52,7 @@ def synthetic_rows(jobs: Sequence[Job], layout: OutputLayout, label_space: Label
                    settings: dict[str, Any]) -> pd.DataFrame:
     rows = []
     scales = job_scales(jobs, settings)  # one scale, or each row's group scale (--guidance-from)
+    filtered = bool(settings.get("filter") or settings.get("near_copies"))
     for j, scale in zip(jobs, scales, strict=True):
         row: dict[str, Any] = {"id": j.id, "image": layout.relpath(j), "patient_id": synthetic_patient_id(j),
                                "split": train_split}
@@ -56,12 +62,24 @@ def synthetic_rows(jobs: Sequence[Job], layout: OutputLayout, label_space: Label
                     "guidance_scale": scale, "sampler": settings.get("sampler"),
                     # as text: next to real rows (no value) a number column would turn 5 into "5.0"
                     "steps": None if settings.get("steps") is None else str(int(settings["steps"]))})
+        if filtered:
+            row.update({"redraw_attempt": str(j.attempt), "replaces": j.replaces})
         row.update(layout.extra_columns(j))
         rows.append(row)
     cols = ["id", "image", "patient_id", "split", *label_space.names, "source", *PROVENANCE_COLUMNS]
+    if filtered:
+        cols += list(REDRAW_COLUMNS)
     if layout.is_volume:
         cols += list(CT_COLUMNS)
     return pd.DataFrame(rows, columns=cols)
+
+
+def write_dropped(out_dir: Path, dropped: Sequence[dict]) -> Path:
+    """DIR/dropped.csv: every image a filter left out (no file was written for it): why
+    (near-copy: its nearest real training image and distance ratio; low-confidence), in which round,
+    and the id of the image that re-draws it."""
+    df = pd.DataFrame(list(dropped), columns=list(DROPPED_COLUMNS))
+    return atomic_write_text(Path(out_dir) / "dropped.csv", _csv_text(df))
 
 
 def real_root(frame: pd.DataFrame, default: str | Path | None = None) -> Path:

@@ -51,6 +51,7 @@ class SynthPlan:
     jobs: list[Job]
     rule: str
     rejections: dict[str, int] = field(default_factory=dict)
+    near_copies: dict[str, int] = field(default_factory=dict)  # of the rejections: near-copies dropped
 
     @property
     def num_images(self) -> int:
@@ -110,6 +111,7 @@ def plan_to_dict(plan: SynthPlan, settings: dict[str, Any]) -> dict[str, Any]:
             for c in plan.classes
         ],
         "rejections": {k: int(v) for k, v in plan.rejections.items()},
+        "near_copies_dropped": {k: int(v) for k, v in plan.near_copies.items()},
     }
     if vectors is not None:
         d["label_vectors"] = dict(sorted(vectors.items(), key=lambda kv: (-kv[1], kv[0])))
@@ -122,7 +124,7 @@ def write_plan(path: str | Path, plan: SynthPlan, settings: dict[str, Any]) -> P
 
 #: settings that change pixels or file names; a folder started with other values is refused
 PIXEL_SETTINGS = ("checkpoint_sha256", "guidance_scale", "sampler", "steps", "batch_size",
-                  "output_format", "filter")
+                  "output_format", "filter", "near_copies")
 
 
 def check_resume(path: str | Path, plan: SynthPlan, settings: dict[str, Any]) -> bool:
