@@ -120,7 +120,7 @@ def bench(
     fingerprint = table_fingerprint(data)
     recorded = recorded_fingerprint(out)
     stale = stale_cells(plan.cells, fingerprint, recorded)
-    change = describe_change(recorded or {}, fingerprint) if recorded else "its recorded data fingerprint differs"
+    change = (describe_change(recorded, fingerprint) if recorded else "") or "its recorded data fingerprint differs"
     if dry_run:
         done = sum(c.done for c in plan.cells)
         for i, c in enumerate(plan.cells, 1):
