@@ -79,6 +79,7 @@ def bench(
         check_settings,
         is_phantom,
         recorded_fingerprint,
+        resolved_sets,
         table_split_label,
         write_settings,
     )
@@ -112,7 +113,8 @@ def bench(
                 "probe_per_class": probe_per_class if probe_per_class is not None else (p.probe_per_class if p else 0),
                 "reference_classifier": str(reference_classifier) if reference_classifier else None,
                 "feature_extractor": str(feature_extractor) if feature_extractor else None,
-                "ideal_arm": plan.ideal, "judge_cell": plan.judge_cell, "test_split_label": table_split_label(r)}
+                "ideal_arm": plan.ideal, "judge_cell": plan.judge_cell, "test_split_label": table_split_label(r),
+                "resolved_sets": resolved_sets(r, all_sets)}
     check_settings(out, r, settings)
     data = load_table(r)
     check_judge_inputs(r, data.label_space, reference_classifier, feature_extractor)
@@ -122,6 +124,9 @@ def bench(
     stale = stale_cells(plan.cells, fingerprint, recorded)
     change = (describe_change(recorded, fingerprint) if recorded else "") or "its recorded data fingerprint differs"
     if dry_run:
+        if settings["resolved_sets"]:
+            typer.echo("recipe keys set by " + (f"--preset {preset} and " if p else "") + "--set, as resolved: "
+                       + ", ".join(settings["resolved_sets"]))
         done = sum(c.done for c in plan.cells)
         for i, c in enumerate(plan.cells, 1):
             state = "stale" if c in stale else "done " if c.done else "to do"

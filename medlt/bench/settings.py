@@ -16,7 +16,8 @@ from medlt.utils.atomic import atomic_write_text
 FILE = "bench.settings.json"
 #: keys a re-run may change without invalidating finished cells (test_split_label follows the recipe,
 #: which is compared on its own)
-FREE_KEYS = ("methods", "seeds", "classifier_seeds", "recipe_file", "sets", "preset", "test_split_label")
+FREE_KEYS = ("methods", "seeds", "classifier_seeds", "recipe_file", "sets", "preset", "test_split_label",
+             "resolved_sets")
 
 
 def table_split_label(recipe) -> str:
@@ -26,6 +27,24 @@ def table_split_label(recipe) -> str:
     if split and "balanced" in str(split):
         return f"balanced test split '{split}'"
     return f"test split '{split}' (data.splits.test)"
+
+
+def resolved_sets(recipe, sets: list[str]) -> list[str]:
+    """`key=value` for every key that the preset's and the user's --set name, with the value it has in
+    the resolved recipe (a later --set wins over the preset); --dry-run and bench.md show them."""
+    from medlt.recipe import recipe_to_dict
+
+    flat = _flat(json.loads(json.dumps(recipe_to_dict(recipe), default=str)))
+    out: list[str] = []
+    for s in sets:
+        k = s.split("=", 1)[0].strip()
+        if not k or any(o.startswith(k + "=") for o in out):
+            continue
+        v = flat.get(k)
+        if v is None and k not in flat:  # a whole section: its sub-keys
+            v = {kk[len(k) + 1:]: vv for kk, vv in flat.items() if kk.startswith(k + ".")}
+        out.append(f"{k}={v if isinstance(v, str) else json.dumps(v)}")
+    return out
 
 
 def is_phantom(recipe) -> bool:

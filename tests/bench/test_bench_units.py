@@ -158,3 +158,17 @@ def test_one_judge_per_bench(tmp_path):
     p = plan_cells(tmp_path, ["plain", "cbdm"], [0, 1], [3], use_oracle=False)
     # controls first (the fallback judge exists before any method cell), then generator, its classifiers
     assert [c.kind for c in p.cells[:4]] == ["real", "copies", "generator", "classifier"]
+
+
+def test_dry_run_lists_the_resolved_preset_keys(tiny_recipe, tmp_path, capsys):
+    from medlt.bench.settings import resolved_sets
+    from medlt.cliutils import load_recipe_cli
+
+    r = load_recipe_cli(tiny_recipe, ["classifier.epochs=7", "training.max_steps=3", "classifier.epochs=9"])
+    assert resolved_sets(r, ["classifier.epochs=7", "training.max_steps=3", "classifier.epochs=9"]) == [
+        "classifier.epochs=9", "training.max_steps=3"]  # the later --set wins, as in the recipe
+    code, out, err = _cli(["bench", tiny_recipe, "--out", tmp_path / "b", "--preset", "cpu", "--set",
+                           "classifier.epochs=3", "--methods", "plain", "--seeds", "0", "--dry-run"], capsys)
+    assert code == 0, err
+    line = next(x for x in out.splitlines() if x.startswith("recipe keys set by --preset cpu"))
+    assert "classifier.epochs=3" in line and "training.max_steps=" in line and "data.image_size=[32, 32]" in line
