@@ -20,7 +20,6 @@ from torch import nn
 from medlt.diffusion.label_samplers import LabelBank
 from medlt.diffusion.regularizers import Pass, Regularizer, StepContext
 from medlt.diffusion.rflow import flow_timesteps, is_rflow
-from medlt.diffusion.t2h import ddpm_coefficients
 
 
 @dataclass
@@ -68,14 +67,6 @@ def fused_forward(model: nn.Module, x_t: torch.Tensor, timesteps: torch.Tensor, 
     return eps_parts, feat_parts
 
 
-def mixing_coefficients(scheduler, timesteps: torch.Tensor, flow: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """(a, b) (B,) float64 of x_t = a·x0 + b·ε: DDPM (√ᾱ_t, √(1−ᾱ_t)); rectified flow (1 − t/T, t/T)."""
-    if flow:
-        s = timesteps.to(torch.float64) / float(scheduler.num_train_timesteps)
-        return 1.0 - s, s
-    return ddpm_coefficients(timesteps, scheduler.alphas_cumprod)
-
-
 def training_terms(model: nn.Module, scheduler, regularizers: list[Regularizer], x0: torch.Tensor,
                    labels: torch.Tensor, *, bank: LabelBank, label_drop_prob: float,
                    generator: torch.Generator, noise_generator: torch.Generator | None = None,
@@ -95,10 +86,9 @@ def training_terms(model: nn.Module, scheduler, regularizers: list[Regularizer],
                         device=(noise_generator.device if noise_generator is not None else "cpu"))
     noise = noise.to(device)
     x_t = scheduler.add_noise(original_samples=x0, noise=noise, timesteps=timesteps)
-    signal, noise_scale = mixing_coefficients(scheduler, timesteps, flow)
     ctx = StepContext(labels=labels, dropped=dropped, timesteps=timesteps, num_train_timesteps=T,
-                      generator=generator, bank=bank, x0=x0, x_t=x_t, noise=noise, signal=signal,
-                      noise_scale=noise_scale, flow=flow)
+                      generator=generator, bank=bank, x0=x0, x_t=x_t, noise=noise, scheduler=scheduler,
+                      flow=flow)
     passes: dict[str, Pass] = {"main": Pass(labels, dropped,
                                             project=any(r.main_projection for r in regularizers))}
     for reg in regularizers:

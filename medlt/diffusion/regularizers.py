@@ -30,7 +30,7 @@ from medlt.diffusion.coral import coral_terms
 from medlt.diffusion.label_samplers import LabelBank
 from medlt.diffusion.rflow import velocity_target
 from medlt.diffusion.schedule import time_weight
-from medlt.diffusion.t2h import gate, posterior, transferred_noise
+from medlt.diffusion.t2h import gate, mixing_coefficients, posterior, transferred_noise
 from medlt.errors import RecipeError
 from medlt.registry import Registry, did_you_mean
 from medlt.utils.distributed import all_gather_with_grad
@@ -122,18 +122,24 @@ class StepContext:
     outputs: dict[str, torch.Tensor] = field(default_factory=dict)   # pass name -> eps
     features: dict[str, torch.Tensor] = field(default_factory=dict)  # pass name -> bottleneck
     projections: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)  # pass -> head -> (B, D)
-    # the forward process x_t = signal·x0 + noise_scale·noise ((B,) float64 coefficients)
+    # the forward process x_t = a·x0 + b·noise of this step (`mixing` gives a, b)
     x0: torch.Tensor | None = None
     x_t: torch.Tensor | None = None
     noise: torch.Tensor | None = None
-    signal: torch.Tensor | None = None
-    noise_scale: torch.Tensor | None = None
+    scheduler: Any = None
     flow: bool = False                                               # rectified flow objective
     notes: dict[str, torch.Tensor] = field(default_factory=dict)     # component diagnostics
+    _mixing: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False)
 
     def target_of(self, x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """The objective's target for the pair (x0, noise): ε, or the velocity x0 − ε (rflow)."""
         return velocity_target(x0, noise) if self.flow else noise
+
+    def mixing(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(a, b) (B,) float64 of x_t = a·x0 + b·noise, computed on first use (only T2H needs them)."""
+        if self._mixing is None:
+            self._mixing = mixing_coefficients(self.scheduler, self.timesteps)
+        return self._mixing
 
 
 class Regularizer:
@@ -322,10 +328,11 @@ class T2H(Regularizer):
         return ("t2h_moved",)
 
     def adjust_target(self, ctx, target):
-        p = posterior(ctx.x0, ctx.x_t, ctx.signal, ctx.noise_scale)
+        a, b = ctx.mixing()
+        p = posterior(ctx.x0, ctx.x_t, a, b)
         draw = torch.multinomial(p.float().cpu(), 1, generator=ctx.generator).squeeze(1).to(ctx.x0.device)
         source = gate(draw, ctx.labels, ctx.bank.counts)
-        eps = transferred_noise(ctx.x0, ctx.x_t, ctx.signal, ctx.noise_scale, source, noise=ctx.noise)
+        eps = transferred_noise(ctx.x0, ctx.x_t, a, b, source, noise=ctx.noise)
         ctx.notes["t2h_moved"] = (source != torch.arange(len(source), device=source.device)).float()
         return ctx.target_of(ctx.x0.detach()[source].to(eps.dtype), eps)
 

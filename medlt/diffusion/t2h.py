@@ -29,6 +29,17 @@ def ddpm_coefficients(t: torch.Tensor, alphas_bar: torch.Tensor) -> tuple[torch.
     return ab.sqrt(), (1.0 - ab).sqrt()
 
 
+def mixing_coefficients(scheduler, timesteps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(a, b) (B,) float64 of the scheduler's x_t = a·x0 + b·ε: DDPM (√ᾱ_t, √(1−ᾱ_t)); rectified flow
+    (1 − t/T, t/T) with the flow time t."""
+    from medlt.diffusion.rflow import is_rflow
+
+    if is_rflow(scheduler):
+        s = timesteps.to(torch.float64) / float(scheduler.num_train_timesteps)
+        return 1.0 - s, s
+    return ddpm_coefficients(timesteps, scheduler.alphas_cumprod)
+
+
 @torch.no_grad()
 def posterior(x0: torch.Tensor, x_t: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """(B, B) P_ij = softmax_j(−‖x_t,i − a_i·x0_j‖²/(2b_i²)); rows with b_i = 0 (clean x_t) are one-hot

@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from medlt.diffusion.label_samplers import LabelBank
-from medlt.diffusion.objective import mixing_coefficients, training_terms
+from medlt.diffusion.objective import training_terms
 from medlt.diffusion.regularizers import build_regularizers
 from medlt.diffusion.rflow import flow_timesteps, is_rflow
 from medlt.diffusion.schedule import build_scheduler
-from medlt.diffusion.t2h import label_frequency, posterior, t2h_posterior, t2h_target
+from medlt.diffusion.t2h import label_frequency, mixing_coefficients, posterior, t2h_posterior, t2h_target
 from medlt.errors import RecipeError
 from medlt.recipe.diffusion import RegularizerConfig
 from tests.diffusion.toy import toy_recipe
@@ -116,6 +116,18 @@ def test_weight_other_than_one_and_options_are_refused():
     assert RegularizerConfig(name="t2h").weight == 1.0
 
 
+@pytest.mark.parametrize("objective", ["epsilon", "rflow"])
+def test_mixing_coefficients_reproduce_the_schedulers_add_noise(objective, tmp_path):
+    over = [f"diffusion.objective={objective}"] + (["sampling.sampler=rflow"] if objective == "rflow" else [])
+    sched = build_scheduler(toy_recipe(tmp_path, over).diffusion)
+    x0, noise = torch.randn(4, 1, 8, 8), torch.randn(4, 1, 8, 8)
+    t = torch.tensor([0, 1, 50, 99])
+    a, b = mixing_coefficients(sched, t)
+    want = sched.add_noise(original_samples=x0, noise=noise, timesteps=t)
+    got = a.float().view(-1, 1, 1, 1) * x0 + b.float().view(-1, 1, 1, 1) * noise
+    assert torch.allclose(got, want, atol=1e-6)
+
+
 class _Zero(torch.nn.Module):
     """ε_θ = 0: the step's mse is then mean(target²), which reveals the target."""
 
@@ -148,7 +160,7 @@ def test_component_targets_are_transfers_toward_rarer_labels(objective, tmp_path
         t = flow_timesteps(sched, x0, gen) if is_rflow(sched) else torch.randint(0, 100, (8,), generator=gen)
         torch.rand(8, generator=gen)
         noise = torch.randn(x0.shape, generator=gen)
-        a, b = mixing_coefficients(sched, t, is_rflow(sched))
+        a, b = mixing_coefficients(sched, t)
         x_t = sched.add_noise(original_samples=x0, noise=noise, timesteps=t)
         for i in range(8):
             fits = []
