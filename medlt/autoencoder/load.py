@@ -47,6 +47,18 @@ class Autoencoder:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def decode_settings(self) -> dict:
+        """The decoding `decode_scaled` uses: {decode, decode_tile, decode_overlap}."""
+        return {"decode": self.config.decode, "decode_tile": self.config.decode_tile,
+                "decode_overlap": float(self.config.decode_overlap)}
+
+    def use_decode_settings(self, decode: str, tile: list[int] | None, overlap: float) -> None:
+        """Decode with these run-time settings (autoencoder.decode, decode_tile, decode_overlap of
+        the current recipe) instead of the ones stored with the weights; the network is unchanged."""
+        self.config = self.config.model_copy(update={"decode": decode, "decode_tile": None if tile is None else
+                                                     [int(t) for t in tile], "decode_overlap": float(overlap)})
+
     @torch.no_grad()
     def encode_scaled(self, x: torch.Tensor) -> torch.Tensor:
         """Diffusion-space latents: scale_factor · μ(x)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
@@ -107,6 +108,8 @@ def sample_cmd(
     for i, img in enumerate(x):
         stem = out / f"synthetic_{safe}_{i:04d}"
         meta = {"label": tag, "seed": seeds[i], "guidance_scale": w, "checkpoint_sha256": gen.checkpoint_sha256}
+        if getattr(gen, "decode_settings", None):  # latent: the run-time decoding used
+            meta["decode"] = json.dumps(gen.decode_settings)
         save_png(stem.with_suffix(".png"), Image.fromarray(to_display(img)), **meta)
         if img.dim() == 4:
             from medlt.data.io import write_nifti

@@ -134,8 +134,11 @@ def recipe_for_generator(recipe: Recipe, gen: Generator, where: str | Path) -> R
     """`recipe` with the model-defining keys of `gen`'s checkpoint (medlt.diffusion.model_keys):
     RecipeError when the recipe sets one of them to another value; a sampler that does not fit the
     checkpoint's objective follows it."""
+    from medlt.autoencoder.generator import apply_decode_settings
     from medlt.diffusion.model_keys import recipe_with_model_of
 
     ae = getattr(gen, "autoencoder", None)  # latent checkpoints carry their autoencoder
-    return recipe_with_model_of(recipe, gen.recipe, where=str(where),
-                                latent_config=ae.config.model_dump(mode="json") if ae is not None else None)
+    out = recipe_with_model_of(recipe, gen.recipe, where=str(where),
+                               latent_config=ae.config.model_dump(mode="json") if ae is not None else None)
+    apply_decode_settings(gen, out)  # latent: decode with this recipe's run-time autoencoder.decode* settings
+    return out

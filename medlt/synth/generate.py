@@ -257,6 +257,7 @@ def run_synth(recipe, out_dir: str | Path, *, generator=None, checkpoint: str | 
         raise CheckpointError(f"filter classifier classes {list(clf_space.names)} differ from the "
                               f"generator's {list(gen_names)}")
     settings["checkpoint_sha256"] = str(generator.checkpoint_sha256)
+    settings["decode"] = getattr(generator, "decode_settings", None)  # latent: this run's autoencoder.decode*
     check_tuned_for(settings, settings["checkpoint_sha256"])
     image_shape = tuple(int(s) for s in getattr(generator, "image_shape", ()) or ())
     # DICOM output: the real training images' field of view over the output grid (or no spacing)
