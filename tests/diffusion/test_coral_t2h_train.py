@@ -48,6 +48,15 @@ def test_trains_and_samples(method, setting, tmp_path):
     assert torch.isfinite(x).all()
 
 
+@pytest.mark.parametrize("mode", ["time-embedding", "cross-attention"])
+def test_bf16_autocast_multi_label_with_all_three(mode, tmp_path):
+    regs = "regularizers=[{name: cbdm}, {name: coral}, {name: t2h}]"
+    recipe = toy_recipe(tmp_path, ["training.precision=bf16", "training.max_steps=2", regs,
+                                   f"model.multi_label_conditioning={mode}"], multi_label=True)
+    train(recipe, tmp_path / "run", data=toy_data(multi_label=True))
+    _finite(read_metrics(tmp_path / "run" / "metrics.csv"), ["cbdm", "coral", "t2h_moved"])
+
+
 def test_coral_head_trains_and_resume_continues_it(tmp_path):
     sets = [METHODS["cbdm+coral"][0], "training.checkpoint_every_steps=2", "training.lr=3e-2"]
     full = train(toy_recipe(tmp_path, [*sets, "training.max_steps=4"]), tmp_path / "full", data=toy_data())
