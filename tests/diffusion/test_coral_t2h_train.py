@@ -130,8 +130,10 @@ def test_ddp_two_cpu_processes_with_cbdm_coral_t2h(tmp_path):
 
 PHANTOMS = {  # recipe -> phantom layout and its CLI arguments
     "nih_cxr_lt": ("nih-cxr-lt", []),
+    "mimic_cxr_lt": ("mimic-cxr-lt", []),
     "ct_rate": ("ct-rate", ["-n", "12"]),
     "nih_cxr_lt_latent": ("nih-cxr-lt", ["-n", "120", "-s", "128"]),
+    "ct_rate_latent": ("ct-rate", ["-n", "12"]),
 }
 SHORT = ["training.max_steps=2", "training.per_rank_batch_size=4", "training.sample_grid_every_steps=0",
          "training.log_every_steps=1"]
@@ -143,8 +145,8 @@ AE_SHORT = ["autoencoder.training.max_steps=4", "autoencoder.training.checkpoint
 @pytest.mark.timeout(3600)
 @pytest.mark.parametrize("recipe", list(PHANTOMS))
 def test_medlt_train_on_every_phantom_recipe(recipe, tmp_path, capsys):
-    """`medlt train` with coral, t2h and cbdm+coral on the 2D, CT and latent phantom recipes (short
-    budgets), through the CLI."""
+    """`medlt train` with coral, t2h and cbdm+coral on every phantom recipe (2D, CT, latent 2D and CT;
+    short budgets), through the CLI."""
     from tests.cli_run import run_cli
 
     layout, args = PHANTOMS[recipe]
