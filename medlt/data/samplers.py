@@ -12,6 +12,12 @@ Single-label this is: pick class c with probability ∝ n_c^q, then an image of 
 Multi-label, q = 1 is exactly the natural distribution (every row equally likely, all-zero rows
 included) and q = 0 is uniform over strata when rows have at most one positive label; a row with
 several positives spreads its mass over them. Empty strata get no draws.
+
+Kept over torch's WeightedRandomSampler (the same distribution for single-label rows): it has no
+rank sharding and no set_epoch, so under DDP every rank would draw its own, overlapping sequence,
+and its draws follow a generator's running state rather than (seed, epoch), so a resumed run would
+not redraw an epoch's indices; here all ranks draw one global sequence seeded by (seed, epoch) and
+each keeps every world_size-th index.
 """
 
 from __future__ import annotations

@@ -11,7 +11,11 @@ from torch import nn
 class EMA:
     """shadow ← d·shadow + (1 − d)·param after every optimizer step, d = min(decay, (1+n)/(10+n))
     after n updates (the usual EMA warm-up, so short runs are not dominated by the initial weights);
-    buffers copied."""
+    buffers copied.
+
+    Kept over torch.optim.swa_utils.AveragedModel + get_ema_multi_avg_fn, which is not the same: a
+    fixed decay (no warm-up), a copy of the weights on its first update, and a state dict with
+    `module.`-prefixed keys and `n_averaged`, which existing checkpoints' "ema" entries do not have."""
 
     def __init__(self, model: nn.Module, decay: float, num_updates: int = 0):
         self.decay = float(decay)

@@ -2,14 +2,18 @@
 
 d² = ‖μ₁ − μ₂‖² + Tr(Σ₁ + Σ₂ − 2 (Σ₁Σ₂)^{1/2}), computed in float64; the trace of the matrix
 square root is the sum of the square roots of the eigenvalues of Σ₁Σ₂, taken from the symmetric
-matrix LᵀΣ₂L (Σ₁ = LLᵀ), with torchmetrics' FID core (general eigenvalues) as the fallback. "FID" is this distance on the
-features of a named extractor; medlt never calls it FID without naming the extractor.
+matrix LᵀΣ₂L (Σ₁ = LLᵀ), with the general eigenvalues of Σ₁Σ₂ (`torch.linalg.eigvals`, the
+formula of torchmetrics' FID) as the fallback. "FID" is this distance on the features of a named
+extractor; medlt never calls it FID without naming the extractor.
+
+Why not torchmetrics' `FrechetInceptionDistance` itself: it holds one pair of moments per metric
+object, while medlt needs per-class moments, their mixtures, bootstrap factors and low-rank
+(factored) covariances; its formula is reproduced through public torch APIs only.
 """
 
 from __future__ import annotations
 
 import torch
-from torchmetrics.image.fid import _compute_fid
 
 
 class RunningMoments:
@@ -67,15 +71,17 @@ class RunningMoments:
 
 def frechet_distance_from_moments(mu1, sigma1, mu2, sigma2) -> float:
     """Fréchet distance of two Gaussians (float64), by the symmetric route (`_frechet_symmetric`),
-    or torchmetrics' general-eigenvalue formula when Σ₁ is numerically singular."""
+    or the general-eigenvalue formula (`_frechet_general`) when Σ₁ and Σ₂ are numerically singular."""
     return _frechet_symmetric(torch.as_tensor(mu1), torch.as_tensor(sigma1), torch.as_tensor(mu2),
                               torch.as_tensor(sigma2))
 
 
 def _frechet_general(mu1, sigma1, mu2, sigma2) -> float:
-    d = _compute_fid(mu1.to(torch.float64), sigma1.to(torch.float64),
-                     mu2.to(torch.float64), sigma2.to(torch.float64))
-    return float(d)
+    """Tr (Σ₁Σ₂)^{1/2} = Σ Re √λ over the (general, possibly complex) eigenvalues λ of Σ₁Σ₂: exact for
+    singular PSD covariances, where a Cholesky factor does not exist."""
+    mu1, sigma1, mu2, sigma2 = (torch.as_tensor(v).to(torch.float64) for v in (mu1, sigma1, mu2, sigma2))
+    tr_sqrt = torch.linalg.eigvals(sigma1 @ sigma2).sqrt().real.sum()
+    return float((mu1 - mu2).square().sum() + sigma1.trace() + sigma2.trace() - 2 * tr_sqrt)
 
 
 def frechet_distance_from_running(a: RunningMoments, b: RunningMoments) -> float:

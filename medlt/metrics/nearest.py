@@ -1,5 +1,9 @@
 """Chunked nearest-neighbour search in feature space (Euclidean), never more than
-chunk × chunk distances in memory."""
+chunk × chunk distances in memory.
+
+Kept over torch.cdist + topk (one N × M matrix: unbounded memory) and scikit-learn's
+NearestNeighbors (no distance floor: `min_distance` must skip exact copies of a training image
+when finding the nearest *other* real image); the distances themselves are torch.cdist's."""
 
 from __future__ import annotations
 
