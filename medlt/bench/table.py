@@ -4,7 +4,7 @@ Per cell (DIR/<cell>/eval/report.json), `cell_metrics` reads (single-label names
 uses the mean per-class (TPR+TNR)/2 balanced accuracy and the class-fidelity AUROC):
 
   bacc_all / bacc_{head,medium,tail}   classification.test: balanced_accuracy, group_mean_recall
-                                       (the `test` role = the balanced test split)
+                                       (the `test` role = the recipe's data.splits.test)
   fidelity_all / fidelity_{group}      generation.class_fidelity: mean_class_fidelity,
                                        group_mean_fidelity (judge: the bench's reference classifier)
   cas                                  generation.cas.balanced_accuracy
@@ -265,7 +265,8 @@ def build_table(plan: BenchPlan, judge: Judge, settings: dict, *, n_resamples: i
     return {
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "definition": ("method x metrics over generator seeds x classifier seeds; every per-cell number is read "
-                       "from that cell's eval/report.json (role 'test' = the balanced test split). mean = over "
+                       "from that cell's eval/report.json (role 'test' = the recipe's data.splits.test, named in "
+                       "settings.test_split_label). mean = over "
                        "all cells; sd_generator_seeds = SD over generator seeds of the per-seed means; "
                        "sd_classifier_seeds = mean over generator seeds of the SD over classifier seeds. "
                        "delta_bacc_vs_*: mean paired difference (method - control, same classifier seed, same "

@@ -33,7 +33,6 @@ def synthetic_class_checks(recipe: Recipe, result: dict, table, groups: list[str
         reference_record,
         reference_test_scores,
     )
-
     from medlt.metrics.fidelity import mark_judge_recall
 
     ls = table.label_space
