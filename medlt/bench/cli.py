@@ -21,9 +21,13 @@ Judge: on a phantom, a `medlt oracle` trained on a balanced phantom from another
 class-fidelity reference classifier and the FID/KID feature extractor of every cell; on real data
 pass --reference-classifier (else the real-only classifier of the first classifier seed is used).
 
-Methods: plain (no regularizer), cbdm, overlap, ccua with the README's example weights; `a+b`
-combines (e.g. cbdm+ccua). Presets: cpu (32 px phantom, `make bench-evidence`, <= 60 min on 2
-cores), gpu (one H100/H200, bf16, bench/evidence_gpu.sh); their --set overrides come before yours.
+Methods: plain (no regularizer), cbdm, overlap, ccua, coral, t2h at their default weights; `a+b`
+combines (e.g. cbdm+coral); `name(key=value, ...)` changes a weight or option, so one list sweeps
+it: --methods 'plain,cbdm(weight=0.3),cbdm(tau=0.5),coral,t2h'. On phantoms an ideal arm (new
+phantom images for the same plan: a perfect generator) measures the headroom above copies.
+Presets: cpu (32 px phantom, `make bench-evidence`, 2 CPU cores, a converged downstream
+classifier), gpu (one H100/H200, bf16, bench/evidence_gpu.sh); their --set overrides come before
+yours.
 
 Writes DIR/bench.json, DIR/bench.md and DIR/bench.html (self-contained, plots) atomically. Re-running
 the same command skips finished cells (DIR/<cell>/cell.json) and resumes or redoes the rest.
