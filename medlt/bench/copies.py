@@ -51,25 +51,36 @@ def plan_sources(plan, pool_labels: np.ndarray, seed: int, names) -> list[int]:
     return out
 
 
+def plan_backing(plan, frame: pd.DataFrame, label_space, root: Path, train_split: str, seed: int,
+                 what: str) -> tuple[pd.DataFrame, list[int]]:
+    """(training rows of `frame` in manifest form, relative to `root`; for each job of `plan` the
+    index of the row backing it, by plan_sources). `what` names the arm in errors."""
+    from medlt.synth.manifest import real_rows
+    from medlt.synth.plan import train_label_matrix
+
+    rows = real_rows(frame, label_space, root)
+    train = rows[rows["split"] == train_split].reset_index(drop=True)
+    y = train_label_matrix(frame, label_space, train_split)
+    if len(train) != len(y):
+        raise DataError(f"{what}: the training rows and their labels disagree in number")
+    try:
+        return train, plan_sources(plan, y, seed, label_space.names)
+    except DataError as e:
+        raise DataError(f"{what}: {e}") from None
+
+
 def copies_frame(recipe, table, quota: str | None = None) -> pd.DataFrame:
     """Real rows + copy rows (manifest columns) for `recipe`'s training table and synth quota."""
     from medlt.synth.generate import make_plan
     from medlt.synth.manifest import real_root, real_rows
-    from medlt.synth.plan import train_label_matrix
 
     ls = table.label_space
     plan = make_plan(recipe, table, quota)
     root = real_root(table.frame, recipe.data.root)
     real = real_rows(table.frame, ls, root)
     train_split = recipe.data.splits.train
-    train = real[real["split"] == train_split].reset_index(drop=True)
-    y = train_label_matrix(table.frame, ls, train_split)
-    if len(train) != len(y):
-        raise DataError("copies control: the training rows and their labels disagree in number")
-    try:
-        sources = plan_sources(plan, y, derive_seed(recipe.seed, "copies-control"), ls.names)
-    except DataError as e:
-        raise DataError(f"copies control: {e}") from None
+    train, sources = plan_backing(plan, table.frame, ls, root, train_split,
+                                  derive_seed(recipe.seed, "copies-control"), "copies control")
     rows = []
     for n, i in enumerate(sources):
         src = train.iloc[i]

@@ -54,7 +54,7 @@ def _csv(df: pd.DataFrame) -> str:
 def write_ideal_set(recipe, out_dir: str | Path, *, judged_per_class: int = 0, show_progress: bool = False) -> dict:
     """Write the ideal arm's phantom and manifests into `out_dir` (see the module docstring);
     returns counts. Deterministic: re-running rewrites identical files."""
-    from medlt.bench.copies import plan_sources
+    from medlt.bench.copies import plan_backing
     from medlt.classify.oracle import oracle_recipe, phantom_parameters
     from medlt.cliutils import progress
     from medlt.data.table import load_table
@@ -89,15 +89,9 @@ def write_ideal_set(recipe, out_dir: str | Path, *, judged_per_class: int = 0, s
     pool_recipe = oracle_recipe(recipe, pdir)
     pool_table = load_table(pool_recipe)
     train_split = recipe.data.splits.train
-    pool = real_rows(pool_table.frame, ls, pdir)
-    pool = pool[pool["split"] == pool_recipe.data.splits.train].reset_index(drop=True)
+    pool, sources = plan_backing(plan, pool_table.frame, ls, pdir, pool_recipe.data.splits.train,
+                                 derive_seed(recipe.seed, "ideal-arm"), "ideal arm")
     y = train_label_matrix(pool_table.frame, ls, pool_recipe.data.splits.train)
-    if len(pool) != len(y):
-        raise DataError("ideal arm: the phantom's training rows and their labels disagree in number")
-    try:
-        sources = plan_sources(plan, y, derive_seed(recipe.seed, "ideal-arm"), ls.names)
-    except DataError as e:
-        raise DataError(f"ideal arm: {e}") from None
 
     def as_manifest(rows: pd.DataFrame, prefix: str) -> pd.DataFrame:
         r = rows.copy()
