@@ -255,11 +255,11 @@ def build_table(plan: BenchPlan, judge: Judge, settings: dict, *, n_resamples: i
                                                          n_resamples=n_resamples, seed=seed)
         rows.append(row)
     headroom = None
-    if ideal_pairs:
-        h = share_of_headroom(ideal_pairs, ideal_pairs, ls, groups, threshold=threshold, n_resamples=n_resamples,
-                              seed=seed)
-        headroom = {k: (h[k]["headroom"] if h.get(k) else None) for k in ("headline", *GROUPS)}
-        headroom["can_tell_synthesis_from_copying"] = bool(h["headline"] and h["headline"]["shown"])
+    if ideal_pairs:  # the ideal row's Δ vs copies (same pairs, same resamples as every share's denominator)
+        d = next(r for r in rows if r["method"] == "ideal")["delta_bacc_vs_copies"]
+        headroom = {k: d[dk]["mean_paired_difference"] for k, dk in (("headline", "all"), *((g, g) for g in GROUPS))}
+        e = headroom["headline"]
+        headroom["can_tell_synthesis_from_copying"] = bool(e and e["interval"] and e["interval"][0] > 0)
     counts = first["train_class_counts"]
     order = sorted(range(len(ls.names)), key=lambda i: (-counts[i], i))
     return {
