@@ -14,6 +14,7 @@ import math
 from torch.utils.data import Dataset
 
 from medlt.recipe.evaluate import ClassifierConfig
+from medlt.utils.tensors import as_plain_tensor
 
 
 def _shift_up(x):
@@ -56,7 +57,20 @@ class AugmentedDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         item = dict(self.dataset[index])
-        return self.transform(item) if self.transform is not None else item
+        if self.transform is None:
+            return item
+        # the random transforms run on a plain tensor with MONAI's metadata tracking off: the same
+        # numbers, without the per-operation metadata copies that made augmentation about half of a
+        # small classifier's epoch (the output drops the metadata anyway, EnsureTyped(track_meta=False))
+        from monai.data import get_track_meta, set_track_meta
+
+        item["image"] = as_plain_tensor(item["image"])
+        was_tracking = get_track_meta()
+        set_track_meta(False)
+        try:
+            return self.transform(item)
+        finally:
+            set_track_meta(was_tracking)
 
     def __getattr__(self, name):
         if name in ("dataset", "transform"):
