@@ -1,7 +1,8 @@
 """Training-step throughput of each long-tail regularizer vs the plain ε-MSE step, and guided vs
-unguided sampling steps, measured side by side in one run (repeats interleaved, median).
+unguided sampling steps, measured side by side in one run (repeats interleaved; each ratio is the median
+over rounds of that round's time over the same round's baseline).
 
-    python bench/train_step.py [--recipe recipes/phantom/nih_cxr_lt.yaml] [--batch 16] [--repeats 7]
+    python bench/train_step.py [--recipe recipes/phantom/nih_cxr_lt.yaml] [--batch 16] [--repeats 15]
 
 Each of cbdm, overlap and ccua adds one extra pass (balanced label, negative label or
 unconditional) that goes through the network in the SAME batched forward, so its step costs about 2x
@@ -14,6 +15,7 @@ the worst ratio of each group. `--smoke` runs a tiny model once (checks the scri
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import sys
 import time
@@ -51,7 +53,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--recipe", default="recipes/phantom/nih_cxr_lt.yaml")
     ap.add_argument("--batch", type=int, default=None, help="default: recipe training.per_rank_batch_size")
-    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--set", action="append", default=[], help="recipe override key=value")
@@ -101,7 +103,12 @@ def main(argv=None) -> None:
         jobs[(p, "sample", "guided")] = (lambda bf16=bf16: sample_step(1.6, bf16))
     times = {key: [] for key in jobs}
     for r in range(args.warmup + args.repeats):
-        for key, fn in jobs.items():  # interleaved: every variant in every round
+        # interleaved: every variant in every round, in a fresh seeded order per round, so that no variant
+        # always follows the heaviest one (a step right after a large one runs slower on a CPU)
+        order = list(jobs)
+        random.Random(r).shuffle(order)
+        for key in order:
+            fn = jobs[key]
             _sync(device)
             t0 = time.perf_counter()
             fn()
@@ -111,16 +118,22 @@ def main(argv=None) -> None:
 
     med = {key: statistics.median(v) for key, v in times.items()}
     print(f"device={device} batch={batch} image={tuple(shape[1:])} channels={recipe.model.channels} "
-          f"repeats={args.repeats} (median, interleaved)")
-    print(f"{'precision':9} {'kind':7} {'variant':18} {'ms/step':>9} {'images/s':>9} {'ratio':>7}")
+          f"repeats={args.repeats} (interleaved; ratio = median over rounds of the round's time / that "
+          f"round's baseline time, with the rounds' quartiles)")
+    print(f"{'precision':9} {'kind':7} {'variant':18} {'ms/step':>9} {'images/s':>9} {'ratio':>7} "
+          f"{'quartiles':>13}")
     worst, worst_no_pass = (0.0, ""), (0.0, "")
     for p in precisions:
         for kind, base in (("train", "plain"), ("sample", "unguided")):
             for (pp, kk, n), m in med.items():
                 if pp != p or kk != kind:
                     continue
-                ratio = m / med[(p, kind, base)]
-                print(f"{p:9} {kind:7} {n:18} {m * 1e3:9.1f} {batch / m:9.1f} {ratio:6.2f}x")
+                # paired within each round: a slow spell of a noisy machine hits both times alike
+                per_round = sorted(a / b for a, b in zip(times[(pp, kk, n)], times[(p, kind, base)], strict=True))
+                ratio = statistics.median(per_round)
+                q = statistics.quantiles(per_round, n=4) if len(per_round) > 1 else [ratio, ratio, ratio]
+                print(f"{p:9} {kind:7} {n:18} {m * 1e3:9.1f} {batch / m:9.1f} {ratio:6.2f}x "
+                      f"[{q[0]:.2f}, {q[2]:.2f}]")
                 if kind == "train" and n in EXTRA_PASS:
                     worst = max(worst, (ratio, f"{p} {n}"))
                 if kind == "train" and n in NO_PASS:
