@@ -8,7 +8,7 @@ measurement; docs/benchmark.md gives the numbers.
   (measured: controls stop after 23-36 epochs; headroom ideal - copies +0.08 [+0.04, +0.13] and
   +0.12 [+0.08, +0.17] for classifier seeds 0 and 1; with 4 epochs it was +0.04 and -0.03, n.s.).
   Decoded images are kept in RAM (data.cache_memory): about 1 MB for the 32 px phantom, and a
-  classifier epoch no longer re-reads every PNG
+  classifier epoch no longer re-reads every PNG. Measured: the whole bench (32 cells) in 36.5 min
   (recipes/phantom/bench_cpu.yaml carries the same sizes; the preset re-states the keys that
   matter so that `--preset cpu` also sizes another phantom recipe).
 - gpu: one H100/H200-class GPU in <= 8 min (bench/evidence_gpu.sh; not yet measured on a GPU): bf16,
