@@ -33,10 +33,13 @@ class LatentGenerator(Generator):
 
     @torch.no_grad()
     def generate_latents(self, labels: torch.Tensor, seeds: Sequence[int], *,
-                         guidance_scale: float | Sequence[float], num_inference_steps: int, sampler: str = "ddim",
-                         batch_size: int | None = None, callback=None) -> torch.Tensor:
+                         guidance_scale: float | Sequence[float], num_inference_steps: int,
+                         sampler: str | None = None, batch_size: int | None = None,
+                         callback=None) -> torch.Tensor:
         """(B, latent_channels, *latent) diffusion-space latents, float32 on CPU. `guidance_scale`:
-        one ω for all, or one per sample (`medlt synth --guidance-from`), as in Generator.generate."""
+        one ω for all, or one per sample (`medlt synth --guidance-from`), as in Generator.generate.
+        `sampler`: None = the checkpoint's own sampling.sampler (it fits its objective)."""
+        sampler = sampler or self.recipe.sampling.sampler
         check_sampler(sampler, self.recipe.diffusion.objective)
         labels = self._check_labels(labels)
         seeds = [int(s) for s in seeds]
@@ -61,7 +64,7 @@ class LatentGenerator(Generator):
 
     @torch.no_grad()
     def generate(self, labels: torch.Tensor, seeds: Sequence[int], *, guidance_scale: float | Sequence[float],
-                 num_inference_steps: int, sampler: str = "ddim", batch_size: int | None = None,
+                 num_inference_steps: int, sampler: str | None = None, batch_size: int | None = None,
                  callback=None) -> torch.Tensor:
         """(B, C, H, W[, D]) decoded images, float32 on CPU in model space, clamped to [-1, 1]."""
         z = self.generate_latents(labels, seeds, guidance_scale=guidance_scale,

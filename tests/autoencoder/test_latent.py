@@ -60,6 +60,9 @@ def test_trains_with_every_regularizer_and_decodes(objective, ae2d, tmp_path):
     z = gen.generate_latents(torch.tensor([0, 2]), [1, 2], guidance_scale=1.0, num_inference_steps=3,
                              sampler="rflow" if objective == "rflow" else "ddim")
     assert torch.allclose(gen.autoencoder.decode_scaled(z), x, atol=1e-5)
+    # without a sampler, the checkpoint's own (recipe sampling.sampler) is used, as for pixel models
+    x_default = gen.generate(torch.tensor([0, 2]), [1, 2], guidance_scale=1.0, num_inference_steps=3)
+    torch.testing.assert_close(x_default, x)
 
 
 @pytest.mark.parametrize("mode", ["time-embedding", "cross-attention"])
