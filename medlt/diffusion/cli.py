@@ -177,7 +177,77 @@ def tune_guidance_cmd(
     typer.echo(f"written: {out / 'guidance.json'}, {out / 'guidance.png'}")
 
 
-def _check_out_folder(out: Path) -> None:
+def label_sensitivity_cmd(
+    recipe: Path = RECIPE_ARG,
+    checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="RUN/checkpoints/last.pt or a RUN folder."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder: label_sensitivity.json and .md."),
+    per_class: int = typer.Option(4, "--per-class", min=1, help="Images per class and condition."),
+    timesteps: str = typer.Option(None, "--timesteps",
+                                  help="Comma-separated timesteps t in [0, num_train_timesteps) at which the "
+                                       "network's prediction is compared (default: 10%, 50% and 90% of the "
+                                       "model's num_train_timesteps)."),
+    guidance: float = typer.Option(None, "--guidance", "-w",
+                                   help="Guidance scale ω of the samples (default: recipe sampling.guidance_scale)."),
+    steps: int = typer.Option(None, "--steps", help="Sampling steps (default: recipe sampling.num_inference_steps)."),
+    seed: int = typer.Option(None, "--seed", help="Seed of every draw (default: the recipe's seed)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    sets: list[str] = SET_OPT,
+) -> None:
+    """Does the label steer the generator? Per class, how far asking for that class moves the samples
+    and the network's prediction, relative to changing the noise (0 = the label is ignored, 1 = as much
+    as a new seed). Single-label: the class vs the most frequent class; multi-label: the class alone vs
+    no finding. Needs no data and no judge, so run it on any checkpoint before synthesising from it.
+    Writes label_sensitivity.json and label_sensitivity.md and prints the table."""
+    import json
+
+    from medlt.diffusion.label_sensitivity import label_sensitivity, render_markdown
+    from medlt.diffusion.sample import load_generator, recipe_for_generator
+    from medlt.errors import MedltError
+    from medlt.utils.atomic import atomic_write_text
+    from medlt.utils.device import resolve_device
+    from medlt.utils.progress import Progress
+
+    try:
+        ts = None if timesteps is None else [int(t) for t in timesteps.split(",") if t.strip()]
+    except ValueError:
+        raise MedltError(f"--timesteps: comma-separated integers expected, got '{timesteps}'") from None
+    if ts is not None and not ts:
+        raise MedltError("--timesteps: give at least one timestep")
+    r = load_recipe_cli(recipe, sets)
+    dev = resolve_device(device, "--device")
+    _check_out_folder(out, holds="label_sensitivity.json and .md")
+    gen = load_generator(checkpoint, device=dev)
+    _check_classes(r, gen.label_space, checkpoint)
+    r = recipe_for_generator(r, gen, checkpoint)
+    t_max = gen.recipe.diffusion.num_train_timesteps
+    ts = ts if ts is not None else [int(t_max * f) for f in (0.1, 0.5, 0.9)]
+    if any(not 0 <= t < t_max for t in ts):
+        raise MedltError(f"--timesteps must lie in [0, {t_max}) (the model's num_train_timesteps), got {ts}")
+    s = r.sampling.num_inference_steps if steps is None else steps
+    if not 1 <= s <= t_max:
+        raise MedltError(f"--steps must be between 1 and the model's num_train_timesteps={t_max} (got {s})")
+    w = r.sampling.guidance_scale if guidance is None else guidance
+    if not w >= 0:
+        raise MedltError(f"--guidance must be >= 0 (got {w})")
+    bar = Progress(gen.label_space.num_classes, desc="label sensitivity", unit="class")
+    try:
+        rep = label_sensitivity(gen, per_class=per_class, timesteps=ts, seed=r.seed if seed is None else seed,
+                                guidance_scale=w, num_inference_steps=s, sampler=r.sampling.sampler,
+                                group_thresholds=tuple(r.data.group_thresholds), progress=lambda k: bar.update(1))
+    finally:
+        bar.close()
+    rep.update({"checkpoint": str(checkpoint), "checkpoint_sha256": gen.checkpoint_sha256, "step": gen.step,
+                "guidance_scale": w, "num_inference_steps": s, "sampler": r.sampling.sampler,
+                "per_class_images": per_class})
+    out.mkdir(parents=True, exist_ok=True)
+    md = render_markdown(rep)
+    atomic_write_text(out / "label_sensitivity.json", json.dumps(rep, indent=1))
+    atomic_write_text(out / "label_sensitivity.md", md)
+    typer.echo(md)
+    typer.echo(f"written: {out / 'label_sensitivity.json'}, {out / 'label_sensitivity.md'}")
+
+
+def _check_out_folder(out: Path, holds: str = "guidance.json and guidance.png") -> None:
     """OutputError (before any sampling) when --out, or a folder above it, is an existing file."""
     from medlt.errors import OutputError
 
@@ -185,13 +255,13 @@ def _check_out_folder(out: Path) -> None:
         if p.exists():
             if not p.is_dir():
                 what = "is a file" if p == out else f"lies under the file {p}"
-                raise OutputError(f"--out {out}: {what}, not a folder; choose a folder for guidance.json "
-                                  f"and guidance.png")
+                raise OutputError(f"--out {out}: {what}, not a folder; choose a folder for {holds}")
             return
 
 
 def register(app: typer.Typer) -> None:
-    """Add `train`, `sample` and `tune-guidance` to the top-level `medlt` app."""
+    """Add `train`, `sample`, `tune-guidance` and `label-sensitivity` to the top-level `medlt` app."""
     app.command("train")(train_cmd)
     app.command("sample")(sample_cmd)
     app.command("tune-guidance")(tune_guidance_cmd)
+    app.command("label-sensitivity")(label_sensitivity_cmd)

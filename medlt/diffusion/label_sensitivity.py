@@ -1,0 +1,148 @@
+"""Label sensitivity: does a trained generator's label steer what it draws?
+
+A conditional generator that ignores its label is invisible until a classifier is trained on its
+output. This diagnostic asks the checkpoint directly, class by class, and needs no data and no judge.
+
+For each class k it compares a *base* condition with a *flipped* one that asks for k:
+
+- single-label: base = the most frequent training class (the next most frequent when k is that class),
+  flipped = k: "asked for k instead of the head class";
+- multi-label: base = no finding (the all-zero vector), flipped = k alone.
+
+Two measurements, each as a ratio to the same change made by the noise instead of the label, so 1
+means "the label moves the output as much as a new seed does" and 0 means "the label is ignored":
+
+1. samples: n images are drawn for the base and for the flipped condition from the same seeds (the
+   same starting noise and sampler). `sample_label_change` = mean |x(flipped, s) − x(base, s)|;
+   `sample_seed_change` = mean |x(base, s') − x(base, s)| for other seeds s'; ratio = label / seed.
+2. predictions, per timestep t: the base samples are noised to t (the training forward process,
+   noise ε), and the network's conditional prediction (ε or velocity, no guidance) is compared:
+   `label_change` = mean |f(x_t, flipped) − f(x_t, base)|, `noise_change` = mean |f(x'_t, base) −
+   f(x_t, base)| with x'_t the same image noised with another ε'; ratio = label / noise.
+
+Latent models are measured in their latent space (what the network sees). Everything is seeded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from medlt.data.labels import group_of_count
+from medlt.utils.seeding import derive_seed
+
+DEFINITION = ("per class: mean |output(flipped label) - output(base label)| over mean |output(other noise) - "
+              "output(base)|, for samples from the same seeds (sample_ratio) and for the network's conditional "
+              "prediction at timestep t (ratio); 0 = the label is ignored, 1 = it moves the output as much as "
+              "new noise. Base: the most frequent class (single-label) or no finding (multi-label).")
+
+
+def base_and_flipped(k: int, num_classes: int, multi_label: bool, train_class_counts: Sequence[int],
+                     n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(base, flipped) label batches of n rows asking for "not k" and "k" (see the module docstring)."""
+    if multi_label:
+        base = torch.zeros(n, num_classes)
+        flipped = base.clone()
+        flipped[:, k] = 1.0
+        return base, flipped
+    order = sorted(range(num_classes), key=lambda c: (-int(train_class_counts[c]), c))
+    head = order[0] if order[0] != k else order[1]
+    return torch.full((n,), head, dtype=torch.int64), torch.full((n,), k, dtype=torch.int64)
+
+
+def mean_abs_change(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.float() - b.float()).abs().mean())
+
+
+def _noised(scheduler, x0: torch.Tensor, t: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    from medlt.diffusion.rflow import is_rflow
+
+    noise = torch.randn(x0.shape, generator=generator).to(x0.device)
+    dtype = torch.float32 if is_rflow(scheduler) else torch.long
+    ts = torch.full((x0.shape[0],), t, dtype=dtype, device=x0.device)
+    return scheduler.add_noise(original_samples=x0, noise=noise, timesteps=ts), ts
+
+
+@torch.no_grad()
+def label_sensitivity(gen, *, per_class: int = 4, timesteps: Sequence[int] = (100, 500, 900), seed: int = 0,
+                      guidance_scale: float = 1.0, num_inference_steps: int = 10, sampler: str | None = None,
+                      group_thresholds: Sequence[int] = (100, 1000), progress=None) -> dict:
+    """Per-class label sensitivity of a loaded generator (medlt.diffusion.sample.load_generator).
+    `progress(k)` is called after each class. Returns a JSON-ready dict (see the module docstring)."""
+    if per_class < 1:
+        raise ValueError("per_class must be >= 1")
+    ls = gen.label_space
+    if not ls.multi_label and ls.num_classes < 2:
+        raise ValueError("a single-label model needs at least 2 classes to flip between")
+    T = int(gen.recipe.diffusion.num_train_timesteps)
+    bad = [t for t in timesteps if not 0 <= int(t) < T]
+    if bad:
+        raise ValueError(f"timesteps must lie in [0, {T}) (the model's num_train_timesteps), got {bad}")
+    draw = getattr(gen, "generate_latents", gen.generate)  # latent models: the network's own space
+    model, device = gen.model, gen.device
+    counts = list(gen.train_class_counts)
+    per: dict[str, dict] = {}
+    for k, name in enumerate(ls.names):
+        base, flipped = base_and_flipped(k, ls.num_classes, ls.multi_label, counts, per_class)
+        seeds = [derive_seed(seed, "label-sensitivity", name, i) for i in range(per_class)]
+        other = [derive_seed(seed, "label-sensitivity-other-seed", name, i) for i in range(per_class)]
+        kw = {"guidance_scale": guidance_scale, "num_inference_steps": num_inference_steps, "sampler": sampler}
+        x_base, x_flip, x_other = draw(base, seeds, **kw), draw(flipped, seeds, **kw), draw(base, other, **kw)
+        lab = mean_abs_change(x_flip, x_base)
+        sd = mean_abs_change(x_other, x_base)
+        entry = {"group": group_of_count(int(counts[k]), tuple(group_thresholds)), "train_count": int(counts[k]),
+                 "n": per_class, "sample_label_change": lab, "sample_seed_change": sd,
+                 "sample_ratio": lab / sd if sd > 0 else None, "per_timestep": {}}
+        x0 = x_base.to(device)
+        yb, yf = base.to(device), flipped.to(device)
+        for t in timesteps:
+            g = torch.Generator().manual_seed(derive_seed(seed, "label-sensitivity-noise", name, int(t)))
+            x_t, ts = _noised(gen.scheduler, x0, int(t), g)
+            x_t2, _ = _noised(gen.scheduler, x0, int(t), g)
+            f_base = model(x_t, ts, yb)
+            d_label = mean_abs_change(model(x_t, ts, yf), f_base)
+            d_noise = mean_abs_change(model(x_t2, ts, yb), f_base)
+            entry["per_timestep"][str(int(t))] = {"label_change": d_label, "noise_change": d_noise,
+                                                   "ratio": d_label / d_noise if d_noise > 0 else None}
+        per[name] = entry
+        if progress is not None:
+            progress(k)
+    return {"definition": DEFINITION, "multi_label": ls.multi_label, "per_class": per, "timesteps": [int(t) for t in timesteps],
+            "summary": summarise(per, [int(t) for t in timesteps])}
+
+
+def summarise(per: dict[str, dict], timesteps: Sequence[int]) -> dict:
+    """Means of the ratios over all classes and per group."""
+    out = {}
+    groups = ["all", *sorted({e["group"] for e in per.values()}, key=["head", "medium", "tail"].index)]
+    for g in groups:
+        rows = [e for e in per.values() if g == "all" or e["group"] == g]
+        s = [e["sample_ratio"] for e in rows if e["sample_ratio"] is not None]
+        entry = {"classes": len(rows), "sample_ratio": sum(s) / len(s) if s else None}
+        for t in timesteps:
+            r = [e["per_timestep"][str(t)]["ratio"] for e in rows if e["per_timestep"][str(t)]["ratio"] is not None]
+            entry[f"ratio_t{t}"] = sum(r) / len(r) if r else None
+        out[g] = entry
+    return out
+
+
+def render_markdown(rep: dict) -> str:
+    ts = rep["timesteps"]
+    head = ["class", "group", "train count", "sample label / seed change", *[f"prediction ratio t={t}" for t in ts]]
+    lines = ["# Label sensitivity", "",
+             "How far asking for a class moves the generator's output, relative to a new seed (samples) or new "
+             "noise (the network's prediction at timestep t). 0 = the label is ignored; 1 = as much as the noise. "
+             + ("Base condition: no finding; flipped: the class alone." if rep["multi_label"] else
+                "Base condition: the most frequent class; flipped: the class."), "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
+    for name, e in rep["per_class"].items():
+        lines.append(f"| {name} | {e['group']} | {e['train_count']} | {fmt(e['sample_ratio'])} | "
+                     + " | ".join(fmt(e["per_timestep"][str(t)]["ratio"]) for t in ts) + " |")
+    lines += ["", "| scope | classes | sample label / seed change | "
+              + " | ".join(f"prediction ratio t={t}" for t in ts) + " |", "|" + "---|" * (3 + len(ts))]
+    for g, e in rep["summary"].items():
+        lines.append(f"| {g} | {e['classes']} | {fmt(e['sample_ratio'])} | "
+                     + " | ".join(fmt(e[f"ratio_t{t}"]) for t in ts) + " |")
+    return "\n".join(lines) + "\n"

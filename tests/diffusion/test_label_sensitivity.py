@@ -1,0 +1,122 @@
+"""The label-sensitivity diagnostic: exactly 0 for a generator whose label path is cut, positive when the
+label acts, deterministic, and `medlt label-sensitivity` with its error paths."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+
+from medlt.diffusion.label_sensitivity import base_and_flipped, label_sensitivity
+from medlt.diffusion.sample import load_generator
+from medlt.diffusion.train import train
+from tests.cli_run import run_cli
+from tests.diffusion.toy import NAMES, toy_data, toy_recipe
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    out = {}
+    for ml in (False, True):
+        tmp = tmp_path_factory.mktemp("ml" if ml else "sl")
+        sets = ["model.multi_label_conditioning=time-embedding"] if ml else []
+        out[ml] = train(toy_recipe(tmp, sets, multi_label=ml), tmp / "run", data=toy_data(multi_label=ml))
+    return out
+
+
+def test_base_and_flipped():
+    b, f = base_and_flipped(0, 3, False, [12, 8, 4], 2)
+    assert b.tolist() == [1, 1] and f.tolist() == [0, 0]  # class 0 is the head: compared with the next one
+    b, f = base_and_flipped(2, 3, False, [12, 8, 4], 2)
+    assert b.tolist() == [0, 0] and f.tolist() == [2, 2]
+    b, f = base_and_flipped(1, 3, True, [12, 8, 4], 2)
+    assert b.tolist() == [[0, 0, 0]] * 2 and f.tolist() == [[0, 1, 0]] * 2
+
+
+def _cut_label_path(gen) -> None:
+    """Make the label irrelevant: every class embedding row equal (single-label), or the label
+    projection's weight zero (multi-label time embedding, so every label vector gives its bias)."""
+    m = gen.model
+    with torch.no_grad():
+        if gen.label_space.multi_label:
+            m.label_proj.weight.zero_()
+        else:
+            w = m.unet.class_embedding.weight
+            w.copy_(w[:1].expand_as(w))
+
+
+@pytest.mark.parametrize("multi_label", [False, True])
+def test_zero_when_the_label_is_ignored_and_positive_when_it_acts(checkpoints, multi_label):
+    kw = {"per_class": 2, "timesteps": (10, 50, 90), "num_inference_steps": 3, "guidance_scale": 1.5}
+    gen = load_generator(checkpoints[multi_label])
+    acts = label_sensitivity(gen, **kw)
+    assert acts == label_sensitivity(gen, **kw)  # seeded: the same numbers again
+    assert set(acts["per_class"]) == set(NAMES) and acts["multi_label"] is multi_label
+    for e in acts["per_class"].values():
+        assert e["sample_ratio"] > 0 and e["sample_seed_change"] > 0
+        for t in ("10", "50", "90"):
+            p = e["per_timestep"][t]
+            assert p["label_change"] > 0 and p["noise_change"] > 0
+            assert p["ratio"] == pytest.approx(p["label_change"] / p["noise_change"])
+    _cut_label_path(gen)
+    cut = label_sensitivity(gen, **kw)
+    for e in cut["per_class"].values():
+        assert e["sample_label_change"] == 0.0 and e["sample_ratio"] == 0.0
+        assert all(p["label_change"] == 0.0 for p in e["per_timestep"].values())
+        assert e["sample_seed_change"] > 0  # the noise still acts
+    assert cut["summary"]["all"]["sample_ratio"] == 0.0
+
+
+def test_summary_means_per_group(checkpoints):
+    rep = label_sensitivity(load_generator(checkpoints[False]), per_class=1, timesteps=(50,), num_inference_steps=2,
+                            group_thresholds=(5, 10))
+    groups = {n: e["group"] for n, e in rep["per_class"].items()}
+    assert groups == {"alpha": "head", "beta": "medium", "gamma": "tail"}  # training counts 12, 8, 4
+    r = {n: e["per_timestep"]["50"]["ratio"] for n, e in rep["per_class"].items()}
+    assert rep["summary"]["all"]["ratio_t50"] == pytest.approx(sum(r.values()) / 3)
+    assert rep["summary"]["tail"]["ratio_t50"] == pytest.approx(r["gamma"])
+
+
+def _recipe_file(tmp_path, multi_label=False):
+    p = tmp_path / "r.yaml"
+    p.write_text(yaml.safe_dump({
+        "name": "toy", "seed": 3,
+        "data": {"format": "manifest", "root": str(tmp_path), "classes": list(NAMES), "multi_label": multi_label,
+                 "image_size": [8, 8]},
+        "model": {"spatial_dims": 2, "channels": [8, 16], "attention_levels": [False, True], "num_res_blocks": 1,
+                  "num_head_channels": 8, "norm_num_groups": 4, "cross_attention_dim": 16},
+        "diffusion": {"num_train_timesteps": 100},
+        "sampling": {"num_inference_steps": 3, "batch_size": 8}}))
+    return p
+
+
+def test_cli_writes_json_and_table(checkpoints, tmp_path, capsys):
+    out = tmp_path / "ls"
+    code, so, se = run_cli(["label-sensitivity", _recipe_file(tmp_path), "-c", checkpoints[False], "--out", out,
+                            "--per-class", "2", "--timesteps", "10,90", "--device", "cpu"], capsys)
+    assert code == 0, se
+    rep = json.loads((out / "label_sensitivity.json").read_text())
+    assert rep["timesteps"] == [10, 90] and rep["per_class_images"] == 2 and len(rep["checkpoint_sha256"]) == 64
+    assert "| alpha | " in so and (out / "label_sensitivity.md").read_text() in so
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--timesteps", "10,100"], "--timesteps must lie in [0, 100)"),
+    (["--timesteps", "ten"], "--timesteps: comma-separated integers expected"),
+    (["--steps", "0"], "--steps must be between 1"),
+])
+def test_cli_errors_are_one_line(checkpoints, tmp_path, capsys, args, message):
+    code, so, se = run_cli(["label-sensitivity", _recipe_file(tmp_path), "-c", checkpoints[False], "--out",
+                            tmp_path / "o", "--device", "cpu", *args], capsys)
+    assert code != 0 and message in se and len(se.strip().splitlines()) == 1, se
+    assert not (tmp_path / "o" / "label_sensitivity.json").exists()
+
+
+def test_cli_out_is_a_file(checkpoints, tmp_path, capsys):
+    f = tmp_path / "file"
+    f.write_text("x")
+    code, so, se = run_cli(["label-sensitivity", _recipe_file(tmp_path), "-c", checkpoints[False], "--out", f,
+                            "--device", "cpu"], capsys)
+    assert code != 0 and "is a file, not a folder" in se
