@@ -151,7 +151,7 @@ def test_one_judge_per_bench(tmp_path):
     assert fallback.kind == "real-only-classifier" and fallback.reference == tmp_path / "real" / "c3" / "classifier"
     balanced = Runner(None, plan_cells(tmp_path, ["plain"], [0], [3], use_oracle=False, judge_cell=True)).judge()
     assert balanced.kind == "real-balanced-classifier" and balanced.reference == tmp_path / "judge"
-    assert "cRT" in balanced.source and balanced.trained_on_compared_images and not oracle.trained_on_compared_images
+    assert "class-balanced" in balanced.source and balanced.trained_on_compared_images and not oracle.trained_on_compared_images
     assert "--reference-classifier" in given.source and "oracle" in oracle.source
     p = plan_cells(tmp_path, ["plain"], [0], [3], use_oracle=False, judge_cell=True)
     assert [c.kind for c in p.cells[:3]] == ["judge", "real", "copies"]
