@@ -179,8 +179,11 @@ def tune_guidance_cmd(
 
 def label_sensitivity_cmd(
     recipe: Path = RECIPE_ARG,
-    checkpoint: Path = typer.Option(..., "--checkpoint", "-c", help="RUN/checkpoints/last.pt or a RUN folder."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder: label_sensitivity.json and .md."),
+    checkpoint: list[Path] = typer.Option(..., "--checkpoint", "-c",
+                                          help="RUN/checkpoints/last.pt or a RUN folder; repeat it to compare "
+                                               "checkpoints (e.g. two conditioning designs) side by side."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder: label_sensitivity.json and .md (with "
+                             "several checkpoints: one subfolder each and comparison.md/.json)."),
     per_class: int = typer.Option(4, "--per-class", min=1, help="Images per class and condition."),
     timesteps: str = typer.Option(None, "--timesteps",
                                   help="Comma-separated timesteps t in [0, num_train_timesteps) at which the "
@@ -197,10 +200,12 @@ def label_sensitivity_cmd(
     and the network's prediction, relative to changing the noise (0 = the label is ignored, 1 = as much
     as a new seed). Single-label: the class vs the most frequent class; multi-label: the class alone vs
     no finding. Needs no data and no judge, so run it on any checkpoint before synthesising from it.
-    Writes label_sensitivity.json and label_sensitivity.md and prints the table."""
+    Writes label_sensitivity.json and label_sensitivity.md and prints the table; with several
+    --checkpoint, the same seeds and conditions for each and a side-by-side comparison.md."""
     import json
 
-    from medlt.diffusion.label_sensitivity import label_sensitivity, render_markdown
+    from medlt.diffusion.label_sensitivity import compare_markdown, label_sensitivity, render_markdown
+    from medlt.diffusion.model_keys import differing_model_keys
     from medlt.diffusion.sample import load_generator, recipe_for_generator
     from medlt.errors import MedltError
     from medlt.utils.atomic import atomic_write_text
@@ -213,38 +218,79 @@ def label_sensitivity_cmd(
         raise MedltError(f"--timesteps: comma-separated integers expected, got '{timesteps}'") from None
     if ts is not None and not ts:
         raise MedltError("--timesteps: give at least one timestep")
-    r = load_recipe_cli(recipe, sets)
+    r0 = load_recipe_cli(recipe, sets)
     dev = resolve_device(device, "--device")
     _check_out_folder(out, holds="label_sensitivity.json and .md")
-    gen = load_generator(checkpoint, device=dev)
-    _check_classes(r, gen.label_space, checkpoint)
-    r = recipe_for_generator(r, gen, checkpoint)
-    t_max = gen.recipe.diffusion.num_train_timesteps
-    ts = ts if ts is not None else [int(t_max * f) for f in (0.1, 0.5, 0.9)]
-    if any(not 0 <= t < t_max for t in ts):
-        raise MedltError(f"--timesteps must lie in [0, {t_max}) (the model's num_train_timesteps), got {ts}")
-    s = r.sampling.num_inference_steps if steps is None else steps
-    if not 1 <= s <= t_max:
-        raise MedltError(f"--steps must be between 1 and the model's num_train_timesteps={t_max} (got {s})")
-    w = r.sampling.guidance_scale if guidance is None else guidance
-    if not w >= 0:
-        raise MedltError(f"--guidance must be >= 0 (got {w})")
-    bar = Progress(gen.label_space.num_classes, desc="label sensitivity", unit="class")
-    try:
-        rep = label_sensitivity(gen, per_class=per_class, timesteps=ts, seed=r.seed if seed is None else seed,
-                                guidance_scale=w, num_inference_steps=s, sampler=r.sampling.sampler,
-                                group_thresholds=tuple(r.data.group_thresholds), progress=lambda k: bar.update(1))
-    finally:
-        bar.close()
-    rep.update({"checkpoint": str(checkpoint), "checkpoint_sha256": gen.checkpoint_sha256, "step": gen.step,
-                "guidance_scale": w, "num_inference_steps": s, "sampler": r.sampling.sampler,
-                "per_class_images": per_class})
-    out.mkdir(parents=True, exist_ok=True)
-    md = render_markdown(rep)
-    atomic_write_text(out / "label_sensitivity.json", json.dumps(rep, indent=1))
-    atomic_write_text(out / "label_sensitivity.md", md)
+    names = _checkpoint_names(checkpoint)
+    gens = [load_generator(c, device=dev) for c in checkpoint]
+    # keys on which the compared checkpoints differ (e.g. the conditioning design) come from each one
+    compared = differing_model_keys([g.recipe for g in gens]) if len(gens) > 1 else frozenset()
+    reports = {}
+    for name, ckpt, gen in zip(names, checkpoint, gens):
+        _check_classes(r0, gen.label_space, ckpt)
+        r = recipe_for_generator(r0, gen, ckpt, compared)
+        t_max = gen.recipe.diffusion.num_train_timesteps
+        t_list = ts if ts is not None else [int(t_max * f) for f in (0.1, 0.5, 0.9)]
+        if any(not 0 <= t < t_max for t in t_list):
+            raise MedltError(f"--timesteps must lie in [0, {t_max}) (the model's num_train_timesteps of "
+                             f"{ckpt}), got {t_list}")
+        s = r.sampling.num_inference_steps if steps is None else steps
+        if not 1 <= s <= t_max:
+            raise MedltError(f"--steps must be between 1 and the model's num_train_timesteps={t_max} (got {s})")
+        w = r.sampling.guidance_scale if guidance is None else guidance
+        if not w >= 0:
+            raise MedltError(f"--guidance must be >= 0 (got {w})")
+        desc = "label sensitivity" + (f" ({name})" if len(checkpoint) > 1 else "")
+        bar = Progress(gen.label_space.num_classes, desc=desc, unit="class")
+        try:
+            rep = label_sensitivity(gen, per_class=per_class, timesteps=t_list,
+                                    seed=r.seed if seed is None else seed, guidance_scale=w,
+                                    num_inference_steps=s, sampler=r.sampling.sampler,
+                                    group_thresholds=tuple(r.data.group_thresholds),
+                                    progress=lambda k: bar.update(1))
+        finally:
+            bar.close()
+        rep.update({"checkpoint": str(ckpt), "checkpoint_sha256": gen.checkpoint_sha256, "step": gen.step,
+                    "guidance_scale": w, "num_inference_steps": s, "sampler": r.sampling.sampler,
+                    "per_class_images": per_class})
+        reports[name] = rep
+    if len(checkpoint) == 1:
+        rep = reports[names[0]]
+        out.mkdir(parents=True, exist_ok=True)
+        md = render_markdown(rep)
+        atomic_write_text(out / "label_sensitivity.json", json.dumps(rep, indent=1))
+        atomic_write_text(out / "label_sensitivity.md", md)
+        typer.echo(md)
+        typer.echo(f"written: {out / 'label_sensitivity.json'}, {out / 'label_sensitivity.md'}")
+        return
+    for name, rep in reports.items():
+        (out / name).mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / name / "label_sensitivity.json", json.dumps(rep, indent=1))
+        atomic_write_text(out / name / "label_sensitivity.md", render_markdown(rep))
+    md = compare_markdown(reports, sorted(compared))
+    atomic_write_text(out / "comparison.json", json.dumps(
+        {name: {**{k: rep[k] for k in ("checkpoint", "conditioning", "step", "summary")},
+                "differing_model_keys": sorted(compared)} for name, rep in reports.items()}, indent=1))
+    atomic_write_text(out / "comparison.md", md)
     typer.echo(md)
-    typer.echo(f"written: {out / 'label_sensitivity.json'}, {out / 'label_sensitivity.md'}")
+    typer.echo(f"written: {out / 'comparison.md'} and one folder per checkpoint ({', '.join(names)})")
+
+
+def _checkpoint_names(checkpoints: list[Path]) -> list[str]:
+    """Short unique names for checkpoints: the run folder's name, with the file's stem unless it is
+    last.pt (RUN/checkpoints/step2000.pt -> RUN-step2000); numbered where two still share one."""
+    from medlt.errors import MedltError
+
+    if len({str(c.resolve()) for c in checkpoints}) != len(checkpoints):
+        raise MedltError("--checkpoint: the same checkpoint is given twice")
+    base = []
+    for c in checkpoints:
+        if c.suffix != ".pt":
+            base.append(c.name or "checkpoint")
+            continue
+        run = c.parent.parent if c.parent.name == "checkpoints" else c.parent
+        base.append(run.name + ("" if c.stem == "last" else f"-{c.stem}"))
+    return [b if base.count(b) == 1 else f"{b}-{i + 1}" for i, b in enumerate(base)]
 
 
 def _check_out_folder(out: Path, holds: str = "guidance.json and guidance.png") -> None:

@@ -1,4 +1,4 @@
-"""Compare the two multi-label conditionings (multi-hot -> time embedding vs cross-attention
+"""Compare the multi-label conditionings (multi-hot -> time embedding, + adaptive norms, or cross-attention
 context) on a phantom: train each with the same recipe and steps, then report the class statistic
 (nearest class-centroid agreement, finding correlation; see class_stats.py) and the training-step time
 measured side by side (interleaved repeats, median).
@@ -15,10 +15,14 @@ from pathlib import Path
 
 import torch
 
-MODES = ("time-embedding", "cross-attention")
+MODES = ("time-embedding", "adaptive-norm", "cross-attention")
 
 
-def step_times(recipe, label_space, modes, repeats: int = 5) -> dict[str, float]:
+def step_times(recipe, label_space, modes, repeats: int = 5, shape: tuple[int, ...] | None = None) -> dict[str, float]:
+    """Median seconds of one training step (forward, backward, AdamW) per conditioning mode, measured
+    side by side: the same batch, interleaved repeats with the order reversed every other round.
+    `shape` = (C, *spatial) the network sees (default: the recipe's in_channels and image size; give
+    the latent shape for latent models)."""
     from medlt.diffusion.label_samplers import LabelBank
     from medlt.diffusion.objective import total_loss, training_terms
     from medlt.diffusion.schedule import build_scheduler
@@ -26,8 +30,10 @@ def step_times(recipe, label_space, modes, repeats: int = 5) -> dict[str, float]
 
     k = label_space.num_classes
     b = recipe.training.per_rank_batch_size
-    x0 = torch.rand(b, recipe.model.in_channels, *recipe.data.image_size) * 2 - 1
-    y = (torch.rand(b, k) < 0.2).float()
+    shape = tuple(shape) if shape is not None else (recipe.model.in_channels, *recipe.data.image_size)
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.rand((b, *shape), generator=g) * 2 - 1
+    y = (torch.rand(b, k, generator=g) < 0.2).float()
     bank = LabelBank([1] * k, True, torch.eye(k))
     sched = build_scheduler(recipe.diffusion)
     models, opts = {}, {}
@@ -37,7 +43,7 @@ def step_times(recipe, label_space, modes, repeats: int = 5) -> dict[str, float]
         opts[m] = torch.optim.AdamW(models[m].parameters(), lr=1e-4)
     times = {m: [] for m in modes}
     for r in range(repeats + 1):
-        for m in modes:
+        for m in (modes if r % 2 else tuple(modes)[::-1]):
             t0 = time.perf_counter()
             st = training_terms(models[m], sched, [], x0, y, bank=bank, label_drop_prob=0.1,
                                 generator=torch.Generator().manual_seed(r))

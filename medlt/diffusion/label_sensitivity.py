@@ -20,7 +20,12 @@ means "the label moves the output as much as a new seed does" and 0 means "the l
    `label_change` = mean |f(x_t, flipped) − f(x_t, base)|, `noise_change` = mean |f(x'_t, base) −
    f(x_t, base)| with x'_t the same image noised with another ε'; ratio = label / noise.
 
+3. for designs that add the label to the time embedding (`time-embedding`, `adaptive-norm`), per
+   timestep: `embedding_ratio` = ‖e(flipped) − e(base)‖ / ‖time embedding(t)‖, how large the label's
+   change is against the signal it is added to (None for other designs).
+
 Latent models are measured in their latent space (what the network sees). Everything is seeded.
+`compare_markdown` puts several checkpoints' summaries side by side (e.g. two conditioning designs).
 """
 
 from __future__ import annotations
@@ -103,13 +108,16 @@ def label_sensitivity(gen, *, per_class: int = 4, timesteps: Sequence[int] = (10
             f_base = model(x_t, ts, yb)
             d_label = mean_abs_change(model(x_t, ts, yf), f_base)
             d_noise = mean_abs_change(model(x_t2, ts, yb), f_base)
+            emb = model.label_embedding_ratio(yf, yb, ts) if hasattr(model, "label_embedding_ratio") else None
             entry["per_timestep"][str(int(t))] = {"label_change": d_label, "noise_change": d_noise,
-                                                   "ratio": d_label / d_noise if d_noise > 0 else None}
+                                                   "ratio": d_label / d_noise if d_noise > 0 else None,
+                                                   "embedding_ratio": None if emb is None else float(emb.mean())}
         per[name] = entry
         if progress is not None:
             progress(k)
-    return {"definition": DEFINITION, "multi_label": ls.multi_label, "per_class": per, "timesteps": [int(t) for t in timesteps],
-            "summary": summarise(per, [int(t) for t in timesteps])}
+    return {"definition": DEFINITION, "multi_label": ls.multi_label,
+            "conditioning": getattr(model, "conditioning", None), "per_class": per,
+            "timesteps": [int(t) for t in timesteps], "summary": summarise(per, [int(t) for t in timesteps])}
 
 
 def summarise(per: dict[str, dict], timesteps: Sequence[int]) -> dict:
@@ -123,6 +131,9 @@ def summarise(per: dict[str, dict], timesteps: Sequence[int]) -> dict:
         for t in timesteps:
             r = [e["per_timestep"][str(t)]["ratio"] for e in rows if e["per_timestep"][str(t)]["ratio"] is not None]
             entry[f"ratio_t{t}"] = sum(r) / len(r) if r else None
+        e = [x["per_timestep"][str(t)].get("embedding_ratio") for x in rows for t in timesteps]
+        e = [v for v in e if v is not None]
+        entry["embedding_ratio"] = sum(e) / len(e) if e else None
         out[g] = entry
     return out
 
@@ -141,8 +152,30 @@ def render_markdown(rep: dict) -> str:
         lines.append(f"| {name} | {e['group']} | {e['train_count']} | {fmt(e['sample_ratio'])} | "
                      + " | ".join(fmt(e["per_timestep"][str(t)]["ratio"]) for t in ts) + " |")
     lines += ["", "| scope | classes | sample label / seed change | "
-              + " | ".join(f"prediction ratio t={t}" for t in ts) + " |", "|" + "---|" * (3 + len(ts))]
+              + " | ".join(f"prediction ratio t={t}" for t in ts) + " | label / time embedding |",
+              "|" + "---|" * (4 + len(ts))]
     for g, e in rep["summary"].items():
         lines.append(f"| {g} | {e['classes']} | {fmt(e['sample_ratio'])} | "
-                     + " | ".join(fmt(e[f"ratio_t{t}"]) for t in ts) + " |")
+                     + " | ".join(fmt(e[f"ratio_t{t}"]) for t in ts) + f" | {fmt(e.get('embedding_ratio'))} |")
+    return "\n".join(lines) + "\n"
+
+
+def compare_markdown(reports: dict[str, dict], differing_keys: Sequence[str] = ()) -> str:
+    """Several checkpoints' group summaries side by side (name -> report of `label_sensitivity`);
+    `differing_keys`: the model-defining recipe keys on which the checkpoints differ."""
+    first = next(iter(reports.values()))
+    ts = first["timesteps"]
+    fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
+    head = ["checkpoint", "conditioning", "step", "scope", "sample label / seed change",
+            *[f"prediction ratio t={t}" for t in ts], "label / time embedding"]
+    lines = ["# Label sensitivity, side by side", "",
+             "Same measurements, seeds and conditions for every checkpoint (0 = the label is ignored)."
+             + (f" The checkpoints differ in: {', '.join(differing_keys)} (each taken from its checkpoint)."
+                if differing_keys else ""), "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, rep in reports.items():
+        for g, e in rep["summary"].items():
+            lines.append(f"| {name} | {rep.get('conditioning') or '–'} | {rep.get('step', '–')} | {g} | "
+                         f"{fmt(e['sample_ratio'])} | " + " | ".join(fmt(e.get(f"ratio_t{t}")) for t in ts)
+                         + f" | {fmt(e.get('embedding_ratio'))} |")
     return "\n".join(lines) + "\n"

@@ -83,15 +83,29 @@ def _model_keys(theirs: dict, latent_config: dict | None) -> list[tuple[tuple[st
     return keys
 
 
+def differing_model_keys(checkpoint_recipes: list) -> frozenset[str]:
+    """Dotted model-defining keys whose values differ between the checkpoints' stored recipes."""
+    from medlt.recipe import recipe_to_dict
+
+    values: dict[str, set] = {}
+    for r in checkpoint_recipes:
+        for path, value in _model_keys(recipe_to_dict(r), None):
+            values.setdefault(".".join(path), set()).add(repr(value))
+    return frozenset(k for k, v in values.items() if len(v) > 1)
+
+
 def _shown(v: Any) -> str:
     return "null (pixel space)" if v is None else repr(v)
 
 
-def recipe_with_model_of(recipe, checkpoint_recipe, *, where: str, latent_config: dict | None = None):
+def recipe_with_model_of(recipe, checkpoint_recipe, *, where: str, latent_config: dict | None = None,
+                         compared: frozenset[str] = frozenset()):
     """`recipe` with the model-defining keys of `checkpoint_recipe` (the module docstring's rule).
 
     `where` names the checkpoint in errors; `latent_config`: the config of the autoencoder a latent
-    checkpoint carries. RecipeError when the recipe sets a model-defining key to another value."""
+    checkpoint carries. RecipeError when the recipe sets a model-defining key to another value, except
+    for the `compared` keys (dotted): the keys on which several checkpoints measured side by side
+    differ, so that no recipe value can match them all; those come from the checkpoint."""
     from medlt.recipe import Recipe, recipe_to_dict
     from medlt.recipe.diffusion import SAMPLERS_BY_OBJECTIVE
     from medlt.recipe.load import _format_validation_error
@@ -104,7 +118,7 @@ def recipe_with_model_of(recipe, checkpoint_recipe, *, where: str, latent_config
             differs = (mine["model"].get("latent") is None) != (value is None)
         else:
             differs = _get(mine, path) != value
-        if differs and is_set(recipe, path):
+        if differs and is_set(recipe, path) and key not in compared:
             raise RecipeError(f"recipe key '{key}' is {_shown(_get(mine, path))} but checkpoint {where} was trained "
                               f"with {_shown(value)}; a checkpoint defines its model: leave the key out of the "
                               f"recipe (or use the recipe the model was trained with)")

@@ -130,15 +130,18 @@ def load_generator(checkpoint: str | Path, device: str | torch.device = "cpu") -
     return with_latent_decoder(gen, state, path, device)  # latent diffusion: decodes its samples
 
 
-def recipe_for_generator(recipe: Recipe, gen: Generator, where: str | Path) -> Recipe:
+def recipe_for_generator(recipe: Recipe, gen: Generator, where: str | Path,
+                         compared: frozenset[str] = frozenset()) -> Recipe:
     """`recipe` with the model-defining keys of `gen`'s checkpoint (medlt.diffusion.model_keys):
-    RecipeError when the recipe sets one of them to another value; a sampler that does not fit the
-    checkpoint's objective follows it."""
+    RecipeError when the recipe sets one of them to another value (except the `compared` keys, on
+    which checkpoints measured side by side differ); a sampler that does not fit the checkpoint's
+    objective follows it."""
     from medlt.autoencoder.generator import apply_decode_settings
     from medlt.diffusion.model_keys import recipe_with_model_of
 
     ae = getattr(gen, "autoencoder", None)  # latent checkpoints carry their autoencoder
     out = recipe_with_model_of(recipe, gen.recipe, where=str(where),
-                               latent_config=ae.config.model_dump(mode="json") if ae is not None else None)
+                               latent_config=ae.config.model_dump(mode="json") if ae is not None else None,
+                               compared=compared)
     apply_decode_settings(gen, out)  # latent: decode with this recipe's run-time autoencoder.decode* settings
     return out

@@ -6,6 +6,10 @@ Conditioning (docs/methods.md):
 - multi-label, `time-embedding` (default): the multi-hot vector y goes through a learned linear layer to
   the time-embedding width and is added to the time embedding; "unconditional" rows use a learned null
   embedding instead.
+- multi-label, `adaptive-norm`: as `time-embedding`, and in addition every residual block's second
+  group norm is modulated by the combined (time + label) embedding, h ← GN(h)·(1 + s) + b with
+  (s, b) = Linear(SiLU(emb)) per block, zero-initialised (ADM's scale/shift norm): the label then acts
+  multiplicatively in every block instead of only as an added bias.
 - multi-label, `cross-attention`: MONAI's cross-attention context (`with_conditioning=True`); the
   context holds one token per class (a learned "present" or "absent" token for that class), and
   "unconditional" rows use learned null tokens.
@@ -27,7 +31,9 @@ from contextlib import contextmanager
 
 import torch
 from monai.networks.nets import DiffusionModelUNet
+from monai.networks.nets.diffusion_model_unet import DiffusionUNetResnetBlock, get_timestep_embedding
 from torch import nn
+from torch.nn import functional as F
 
 from medlt.data.labels import LabelSpace
 from medlt.recipe.diffusion import ModelConfig
@@ -40,16 +46,47 @@ class _TimeEmbeddingPlusLabel(nn.Module):
     wrapper replaces `unet.time_embed`, and `ConditionalUNet.forward` sets `extra` for one call.
     """
 
-    def __init__(self, time_embed: nn.Module):
+    def __init__(self, time_embed: nn.Module, slot: "_EmbeddingSlot | None" = None):
         super().__init__()
         self.inner = time_embed
         self.extra: torch.Tensor | None = None
+        self.slot = slot
 
     def forward(self, t_emb: torch.Tensor) -> torch.Tensor:
         out = self.inner(t_emb)
         if self.extra is not None:
             out = out + self.extra.to(out.dtype)
+        if self.slot is not None:
+            self.slot.value = out
         return out
+
+
+class _EmbeddingSlot:
+    """The combined embedding of the current forward, shared by the adaptive norms (not a module, so
+    it owns no weights and is not saved)."""
+
+    value: torch.Tensor | None = None
+
+
+class _AdaptiveGroupNorm(nn.Module):
+    """GN(h)·(1 + s) + b with (s, b) = Linear(SiLU(emb)) of the slot's embedding; zero-initialised so
+    that a fresh model equals the `time-embedding` design."""
+
+    def __init__(self, norm: nn.GroupNorm, emb_dim: int, slot: _EmbeddingSlot):
+        super().__init__()
+        self.norm = norm
+        self.scale_shift = nn.Linear(emb_dim, 2 * norm.num_channels)
+        nn.init.zeros_(self.scale_shift.weight)
+        nn.init.zeros_(self.scale_shift.bias)
+        self.slot = slot
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        emb = self.slot.value
+        if emb is None:
+            raise RuntimeError("adaptive norm called outside ConditionalUNet.forward")
+        s, b = self.scale_shift(F.silu(emb)).to(h.dtype).chunk(2, dim=1)
+        shape = (*s.shape, *([1] * (h.dim() - 2)))
+        return self.norm(h) * (1 + s.reshape(shape)) + b.reshape(shape)
 
 
 class ConditionalUNet(nn.Module):
@@ -76,10 +113,15 @@ class ConditionalUNet(nn.Module):
             with_conditioning=cross,
             cross_attention_dim=cfg.cross_attention_dim if cross else None,
         )
-        if self.conditioning == "time-embedding":
+        self._slot = _EmbeddingSlot() if self.conditioning == "adaptive-norm" else None
+        if self.conditioning in ("time-embedding", "adaptive-norm"):
             self.label_proj = nn.Linear(self.num_classes, time_dim)
             self.null_embedding = nn.Parameter(torch.zeros(time_dim))
-            self.unet.time_embed = _TimeEmbeddingPlusLabel(self.unet.time_embed)
+            self.unet.time_embed = _TimeEmbeddingPlusLabel(self.unet.time_embed, self._slot)
+        if self._slot is not None:
+            for block in self.unet.modules():
+                if isinstance(block, DiffusionUNetResnetBlock):
+                    block.norm2 = _AdaptiveGroupNorm(block.norm2, time_dim, self._slot)
         elif cross:
             d = cfg.cross_attention_dim
             self.present_tokens = nn.Parameter(torch.randn(self.num_classes, d) * 0.02)
@@ -98,6 +140,24 @@ class ConditionalUNet(nn.Module):
     def null_label(self) -> int:
         return self.num_classes
 
+    @property
+    def label_added_to_time_embedding(self) -> bool:
+        return self.conditioning in ("time-embedding", "adaptive-norm")
+
+    @torch.no_grad()
+    def label_embedding_ratio(self, labels_a: torch.Tensor, labels_b: torch.Tensor,
+                              timesteps: torch.Tensor) -> torch.Tensor | None:
+        """Per row, ‖e(labels_a) − e(labels_b)‖ / ‖time embedding(t)‖: how large a label change is
+        against the time embedding it is added to (multi-label designs that add the label to the time
+        embedding; None otherwise)."""
+        if not self.label_added_to_time_embedding:
+            return None
+        w = self.label_proj.weight
+        d = self.label_proj(labels_a.to(w.dtype)) - self.label_proj(labels_b.to(w.dtype))
+        t_emb = get_timestep_embedding(timesteps, self.unet.block_out_channels[0]).to(w.dtype)
+        temb = self.unet.time_embed.inner(t_emb)
+        return d.norm(dim=1) / temb.norm(dim=1).clamp_min(1e-12)
+
     def forward(self, x: torch.Tensor, timesteps: torch.Tensor, labels: torch.Tensor,
                 uncond: torch.Tensor | None = None, *, return_features: bool = False, project: bool = False):
         """x (B, C, *spatial), timesteps (B,) int, labels (B,) int64 or (B, K) float multi-hot,
@@ -110,7 +170,7 @@ class ConditionalUNet(nn.Module):
         kwargs = {}
         if self.conditioning == "class-embedding":
             kwargs["class_labels"] = torch.where(uncond, torch.full_like(labels, self.null_label), labels)
-        elif self.conditioning == "time-embedding":
+        elif self.label_added_to_time_embedding:
             y = self.label_proj(labels.to(self.label_proj.weight.dtype))
             # torch.where keeps the null embedding in the graph even when no row is dropped (DDP-safe)
             self.unet.time_embed.extra = torch.where(uncond[:, None], self.null_embedding[None], y)
@@ -125,8 +185,10 @@ class ConditionalUNet(nn.Module):
         finally:
             self._capture = False
             self._features = None
-            if self.conditioning == "time-embedding":
+            if self.label_added_to_time_embedding:
                 self.unet.time_embed.extra = None
+            if self._slot is not None:
+                self._slot.value = None
         if project:
             pooled = feats.flatten(2).mean(dim=2)
             return eps, feats, {k: h(pooled) for k, h in self.heads.items()}

@@ -217,6 +217,48 @@ def mark_judge_recall(report: dict, judge_real_recall: dict[str, float], names: 
     return out
 
 
+def group_mean_auroc_intervals(intended, scores, groups: Sequence[str], *, n_boot: int = 1000, seed: int = 0,
+                               confidence: float = 0.95) -> dict[str, dict | None]:
+    """Per group, the mean over its classes of the multi-label AUROC_c (as in
+    `class_fidelity_multi_label`) with a percentile bootstrap interval: the images are resampled with
+    replacement `n_boot` times and every class's AUROC recomputed; a class without a positive or a
+    negative in a resample leaves that resample's mean. Groups without a class with an AUROC: None."""
+    from sklearn.metrics import roc_auc_score
+
+    t, s = _np(intended).astype(np.int64), _np(scores).astype(np.float64)
+    if t.ndim != 2 or t.shape != s.shape or t.shape[1] != len(groups):
+        raise ValueError(f"intended {t.shape} and scores {s.shape} must both be (N, {len(groups)})")
+    if n_boot < 1:
+        raise ValueError("n_boot must be >= 1")
+
+    def group_means(idx: np.ndarray) -> dict[str, float]:
+        out = {}
+        for g in GROUPS:
+            vals = []
+            for c in (c for c, gg in enumerate(groups) if gg == g):
+                pos = t[idx, c] == 1
+                if pos.any() and not pos.all():
+                    vals.append(roc_auc_score(pos, s[idx, c]))
+            out[g] = float(np.mean(vals)) if vals else float("nan")
+        return out
+
+    n = t.shape[0]
+    point = group_means(np.arange(n))
+    rng = np.random.default_rng(seed)
+    boots = [group_means(rng.integers(0, n, n)) for _ in range(n_boot)]
+    lo_q, hi_q = 100 * (1 - confidence) / 2, 100 * (1 + confidence) / 2
+    res: dict[str, dict | None] = {}
+    for g in GROUPS:
+        if math.isnan(point[g]):
+            res[g] = None
+            continue
+        b = np.array([x[g] for x in boots])
+        b = b[~np.isnan(b)]
+        ci = [float(np.percentile(b, lo_q)), float(np.percentile(b, hi_q))] if len(b) else [float("nan")] * 2
+        res[g] = {"mean": point[g], "ci95": ci, "classes": sum(gg == g for gg in groups), "n_boot": int(len(b))}
+    return res
+
+
 class ClassFidelityAccumulator:
     """Collects (intended labels, reference probabilities) batch by batch; `compute()` calls the
     pure function of the label mode. Keeps one int (single-label) or K floats per image."""

@@ -35,9 +35,9 @@ class ModelConfig(Section):
     #: channels per attention head; divides the channels of every attention level
     num_head_channels: Count = 64
     norm_num_groups: Count = 32
-    #: how a multi-hot label vector conditions the net: added to the time embedding, or
-    #: MONAI's cross-attention context
-    multi_label_conditioning: Literal["time-embedding", "cross-attention"] = "time-embedding"
+    #: how a multi-hot label vector conditions the net: added to the time embedding; added and also
+    #: scaling/shifting every residual block's norm (adaptive-norm); or MONAI's cross-attention context
+    multi_label_conditioning: Literal["time-embedding", "adaptive-norm", "cross-attention"] = "time-embedding"
     #: width of the context tokens in the cross-attention variant
     cross_attention_dim: Count = 64
     #: latent diffusion: {autoencoder: RUN} of `medlt train-autoencoder`; the UNet then sees latents

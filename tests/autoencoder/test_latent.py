@@ -65,7 +65,7 @@ def test_trains_with_every_regularizer_and_decodes(objective, ae2d, tmp_path):
     torch.testing.assert_close(x_default, x)
 
 
-@pytest.mark.parametrize("mode", ["time-embedding", "cross-attention"])
+@pytest.mark.parametrize("mode", ["time-embedding", "adaptive-norm", "cross-attention"])
 def test_multi_label_conditioning_modes_3d(mode, ae3d, tmp_path):
     recipe = tiny_recipe(tmp_path, depth=4, multi_label=True, autoencoder=ae3d,
                          overrides=[f"model.multi_label_conditioning={mode}", "training.max_steps=2",

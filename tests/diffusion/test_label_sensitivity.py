@@ -19,10 +19,10 @@ from tests.diffusion.toy import NAMES, toy_data, toy_recipe
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
     out = {}
-    for ml in (False, True):
-        tmp = tmp_path_factory.mktemp("ml" if ml else "sl")
-        sets = ["model.multi_label_conditioning=time-embedding"] if ml else []
-        out[ml] = train(toy_recipe(tmp, sets, multi_label=ml), tmp / "run", data=toy_data(multi_label=ml))
+    for key, ml, mode in ((False, False, None), (True, True, "time-embedding"), ("adaptive", True, "adaptive-norm")):
+        tmp = tmp_path_factory.mktemp(str(key))
+        sets = [f"model.multi_label_conditioning={mode}"] if ml else []
+        out[key] = train(toy_recipe(tmp, sets, multi_label=ml), tmp / "run", data=toy_data(multi_label=ml))
     return out
 
 
@@ -47,13 +47,13 @@ def _cut_label_path(gen) -> None:
             w.copy_(w[:1].expand_as(w))
 
 
-@pytest.mark.parametrize("multi_label", [False, True])
+@pytest.mark.parametrize("multi_label", [False, True, "adaptive"])
 def test_zero_when_the_label_is_ignored_and_positive_when_it_acts(checkpoints, multi_label):
     kw = {"per_class": 2, "timesteps": (10, 50, 90), "num_inference_steps": 3, "guidance_scale": 1.5}
     gen = load_generator(checkpoints[multi_label])
     acts = label_sensitivity(gen, **kw)
     assert acts == label_sensitivity(gen, **kw)  # seeded: the same numbers again
-    assert set(acts["per_class"]) == set(NAMES) and acts["multi_label"] is multi_label
+    assert set(acts["per_class"]) == set(NAMES) and acts["multi_label"] is bool(multi_label)
     for e in acts["per_class"].values():
         assert e["sample_ratio"] > 0 and e["sample_seed_change"] > 0
         for t in ("10", "50", "90"):
@@ -67,6 +67,62 @@ def test_zero_when_the_label_is_ignored_and_positive_when_it_acts(checkpoints, m
         assert all(p["label_change"] == 0.0 for p in e["per_timestep"].values())
         assert e["sample_seed_change"] > 0  # the noise still acts
     assert cut["summary"]["all"]["sample_ratio"] == 0.0
+    emb = [p["embedding_ratio"] for e in cut["per_class"].values() for p in e["per_timestep"].values()]
+    assert emb == ([0.0] * 9 if multi_label else [None] * 9)  # the label's share of the time embedding
+
+
+def test_embedding_ratio_is_the_models_label_over_time_embedding(checkpoints):
+    gen = load_generator(checkpoints["adaptive"])
+    rep = label_sensitivity(gen, per_class=1, timesteps=(20, 80), num_inference_steps=2)
+    assert rep["conditioning"] == "adaptive-norm"
+    y = torch.eye(3)[1:2]
+    want = float(gen.model.label_embedding_ratio(y, torch.zeros_like(y), torch.tensor([80])))
+    assert want > 0 and rep["per_class"]["beta"]["per_timestep"]["80"]["embedding_ratio"] == pytest.approx(want)
+    e = [p["embedding_ratio"] for c in rep["per_class"].values() for p in c["per_timestep"].values()]
+    assert rep["summary"]["all"]["embedding_ratio"] == pytest.approx(sum(e) / len(e))
+
+
+def test_cli_compares_checkpoints_side_by_side(checkpoints, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    a, b = checkpoints[True], checkpoints["adaptive"]
+    code, so, se = run_cli(["label-sensitivity", _recipe_file(tmp_path, multi_label=True), "-c", a, "-c", b,
+                            "--out", out, "--per-class", "1", "--timesteps", "50", "--device", "cpu"], capsys)
+    assert code == 0, se
+    cmp = json.loads((out / "comparison.json").read_text())
+    assert [v["conditioning"] for v in cmp.values()] == ["time-embedding", "adaptive-norm"]
+    for name in cmp:  # each checkpoint's full report, measured with the same seeds as a single run
+        one = json.loads((out / name / "label_sensitivity.json").read_text())
+        assert one["summary"] == cmp[name]["summary"]
+    single = tmp_path / "single"
+    assert run_cli(["label-sensitivity", _recipe_file(tmp_path, multi_label=True), "-c", b, "--out", single,
+                    "--per-class", "1", "--timesteps", "50", "--device", "cpu"], capsys)[0] == 0
+    assert json.loads((single / "label_sensitivity.json").read_text())["per_class"] == \
+        json.loads((out / list(cmp)[1] / "label_sensitivity.json").read_text())["per_class"]
+    md = (out / "comparison.md").read_text()
+    assert md in capsys.readouterr().out or md.splitlines()[0] in so
+    assert "| time-embedding |" in md and "| adaptive-norm |" in md
+    code, so, se = run_cli(["label-sensitivity", _recipe_file(tmp_path, multi_label=True), "-c", a, "-c", a,
+                            "--out", tmp_path / "dup", "--device", "cpu"], capsys)
+    assert code != 0 and "the same checkpoint is given twice" in se
+    assert all(v["differing_model_keys"] == ["model.multi_label_conditioning"] for v in cmp.values())
+    assert "differ in: model.multi_label_conditioning" in md
+
+
+def test_cli_compare_takes_the_compared_key_from_each_checkpoint(checkpoints, tmp_path, capsys):
+    """A recipe that sets the design can match one checkpoint only: side by side, the key on which the
+    checkpoints differ comes from each; alone, a conflicting key is still refused."""
+    a, b = checkpoints[True], checkpoints["adaptive"]
+    rf = _recipe_file(tmp_path, multi_label=True)
+    common = ["--per-class", "1", "--timesteps", "50", "--device", "cpu", "--set",
+              "model.multi_label_conditioning=time-embedding"]
+    code, so, se = run_cli(["label-sensitivity", rf, "-c", a, "-c", b, "--out", tmp_path / "cmp", *common], capsys)
+    assert code == 0, se
+    code, so, se = run_cli(["label-sensitivity", rf, "-c", b, "--out", tmp_path / "one", *common], capsys)
+    assert code != 0 and "model.multi_label_conditioning" in se and "adaptive-norm" in se
+    # a key on which the checkpoints agree is still checked against the recipe
+    code, so, se = run_cli(["label-sensitivity", rf, "-c", a, "-c", b, "--out", tmp_path / "cmp2", *common,
+                            "--set", "model.num_res_blocks=2"], capsys)
+    assert code != 0 and "model.num_res_blocks" in se
 
 
 def test_summary_means_per_group(checkpoints):

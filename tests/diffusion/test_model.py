@@ -42,7 +42,7 @@ def test_single_label_uses_k_plus_one_class_embeddings_and_null_index():
     assert not torch.allclose(m(x, t, y), e_null, atol=1e-4)
 
 
-@pytest.mark.parametrize("mode", ["time-embedding", "cross-attention"])
+@pytest.mark.parametrize("mode", ["time-embedding", "adaptive-norm", "cross-attention"])
 def test_multi_label_conditioning(mode):
     m = _randomize(build_model(_cfg(multi_label_conditioning=mode), LabelSpace(NAMES, True)))
     x, t = torch.randn(2, 1, 8, 8), torch.tensor([100, 100])
@@ -56,7 +56,7 @@ def test_multi_label_conditioning(mode):
     m.train()
     m.zero_grad()
     m(x, t, y).sum().backward()
-    null = m.null_embedding if mode == "time-embedding" else m.null_tokens
+    null = m.null_tokens if mode == "cross-attention" else m.null_embedding
     assert null.grad is not None
     assert (m.unet.with_conditioning is True) == (mode == "cross-attention")
 
@@ -170,3 +170,62 @@ def test_fused_forward_equals_separate_forwards(multi):
         if name == "unc":
             assert torch.allclose(feats[name], f, atol=1e-5)
     assert set(feats) == {"unc"}
+
+
+def _pair(**kw):
+    """A time-embedding and an adaptive-norm model built from the same seed (same UNet and label weights)."""
+    te = _randomize(build_model(_cfg(multi_label_conditioning="time-embedding", **kw), LabelSpace(NAMES, True)))
+    an = build_model(_cfg(multi_label_conditioning="adaptive-norm", **kw), LabelSpace(NAMES, True)).eval()
+    own = te.state_dict()
+    with torch.no_grad():
+        for name, v in an.state_dict().items():
+            if ".scale_shift." not in name:
+                v.copy_(own[name.replace("norm2.norm.", "norm2.")])
+    return te, an
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_adaptive_norm_starts_as_time_embedding_and_learns_a_scale_and_shift(spatial_dims):
+    te, an = _pair(spatial_dims=spatial_dims)
+    blocks = [n for n, mod in an.named_modules() if type(mod).__name__ == "_AdaptiveGroupNorm"]
+    assert len(blocks) == sum(type(mod).__name__ == "DiffusionUNetResnetBlock" for mod in te.modules()) > 0
+    shape = (2, 1, 8, 8) + ((4,) if spatial_dims == 3 else ())
+    x, t = torch.randn(shape), torch.tensor([10, 700])
+    y = torch.tensor([[1.0, 0, 1], [0, 0, 0]])
+    # zero-initialised scale/shift: exactly the time-embedding design's output
+    assert torch.equal(te(x, t, y), an(x, t, y))
+    an.train()
+    an(x, t, y).square().sum().backward()
+    head = dict(an.named_parameters())[f"{blocks[0]}.scale_shift.weight"]
+    assert head.grad is not None and head.grad.abs().sum() > 0
+    # with a scale and shift, the norm's output is GN(h)(1 + s) + b of the combined embedding
+    mod = dict(an.named_modules())[blocks[0]]
+    with torch.no_grad():
+        mod.scale_shift.weight.normal_(0, 0.1)
+    seen = {}
+    hook = mod.norm.register_forward_hook(lambda m, a, o: seen.update(gn=o))
+    hook2 = mod.register_forward_hook(lambda m, a, o: seen.update(out=o))
+    emb = {}
+    hook3 = an.unet.time_embed.register_forward_hook(lambda m, a, o: emb.update(e=o))
+    an.eval()
+    an(x, t, y)
+    for h in (hook, hook2, hook3):
+        h.remove()
+    s, b = mod.scale_shift(torch.nn.functional.silu(emb["e"])).chunk(2, dim=1)
+    view = (2, -1) + (1,) * spatial_dims
+    torch.testing.assert_close(seen["out"], seen["gn"] * (1 + s.reshape(view)) + b.reshape(view))
+    assert an._slot.value is None  # nothing kept between calls
+
+
+def test_label_embedding_ratio_is_the_label_change_over_the_time_embedding():
+    te, an = _pair()
+    ya, yb = torch.tensor([[1.0, 0, 0], [0, 1, 1]]), torch.zeros(2, 3)
+    t = torch.tensor([5, 900])
+    from monai.networks.nets.diffusion_model_unet import get_timestep_embedding
+    temb = te.unet.time_embed.inner(get_timestep_embedding(t, 8))
+    want = (ya @ te.label_proj.weight.T - yb @ te.label_proj.weight.T).norm(dim=1) / temb.norm(dim=1)
+    torch.testing.assert_close(te.label_embedding_ratio(ya, yb, t), want)
+    torch.testing.assert_close(an.label_embedding_ratio(ya, yb, t), want)
+    cross = build_model(_cfg(multi_label_conditioning="cross-attention"), LabelSpace(NAMES, True))
+    assert cross.label_embedding_ratio(ya, yb, t) is None
+    assert build_model(_cfg(), LabelSpace(NAMES, False)).label_embedding_ratio(ya, yb, t) is None

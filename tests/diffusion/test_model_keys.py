@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from medlt.data.labels import LabelSpace
-from medlt.diffusion.model_keys import is_set, recipe_with_model_of
+from medlt.diffusion.model_keys import differing_model_keys, is_set, recipe_with_model_of
 from medlt.diffusion.train import train
 from medlt.errors import RecipeError
 from tests.cli_run import run_cli
@@ -49,6 +49,22 @@ def test_a_key_set_to_the_checkpoints_value_is_fine(tmp_path):
     # epsilon checkpoint: the recipe's own fitting sampler is kept
     eps = toy_recipe(tmp_path, ["sampling.sampler=ddpm"])
     assert recipe_with_model_of(eps, toy_recipe(tmp_path), where="RUN").sampling.sampler == "ddpm"
+
+
+def test_compared_keys_come_from_each_checkpoint_and_no_other(tmp_path):
+    a = toy_recipe(tmp_path, ["model.multi_label_conditioning=time-embedding"], multi_label=True)
+    b = toy_recipe(tmp_path, ["model.multi_label_conditioning=adaptive-norm"], multi_label=True)
+    assert differing_model_keys([a, b]) == {"model.multi_label_conditioning"}
+    assert differing_model_keys([a, a]) == frozenset()
+    mine = toy_recipe(tmp_path, ["model.multi_label_conditioning=time-embedding"], multi_label=True)
+    with pytest.raises(RecipeError, match="model.multi_label_conditioning"):
+        recipe_with_model_of(mine, b, where="B")
+    r = recipe_with_model_of(mine, b, where="B", compared=differing_model_keys([a, b]))
+    assert r.model.multi_label_conditioning == "adaptive-norm"
+    other = toy_recipe(tmp_path, ["model.multi_label_conditioning=time-embedding", "model.num_res_blocks=2"],
+                       multi_label=True)
+    with pytest.raises(RecipeError, match="model.num_res_blocks"):
+        recipe_with_model_of(other, b, where="B", compared=differing_model_keys([a, b]))
 
 
 def test_latent_checkpoint_autoencoder_architecture(tmp_path):

@@ -186,7 +186,7 @@ def test_ucl_negatives_gathered_across_ranks(tmp_path):
     assert (tmp_path / "ok0").exists() and (tmp_path / "ok1").exists()
 
 
-@pytest.mark.parametrize("mode", ["time-embedding", "cross-attention"])
+@pytest.mark.parametrize("mode", ["time-embedding", "adaptive-norm", "cross-attention"])
 def test_bf16_autocast_path_multi_label(mode, tmp_path):
     recipe = toy_recipe(tmp_path, ["training.precision=bf16", "training.max_steps=2", ALL,
                                    f"model.multi_label_conditioning={mode}"], multi_label=True)

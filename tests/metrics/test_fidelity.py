@@ -10,6 +10,7 @@ from medlt.metrics.fidelity import (
     ClassFidelityAccumulator,
     class_fidelity_multi_label,
     class_fidelity_single_label,
+    group_mean_auroc_intervals,
     hanley_mcneil_interval,
     wilson_interval,
 )
@@ -125,3 +126,27 @@ def test_bad_input():
         class_fidelity_multi_label(np.zeros((4, 2)), np.zeros((4, 2)), NAMES, GROUPS)
     with pytest.raises(ValueError, match="no synthetic images"):
         ClassFidelityAccumulator(NAMES, GROUPS, multi_label=False).compute()
+
+
+def test_group_mean_auroc_intervals_point_and_bootstrap():
+    rng = np.random.default_rng(1)
+    n = 300
+    t = (rng.random((n, 4)) < 0.3).astype(int)
+    # class 0 separable, class 1 noisy, class 2 random, class 3: no negative (n/a)
+    s = np.stack([t[:, 0] + 0.01 * rng.random(n), t[:, 1] + rng.normal(0, 1.0, n), rng.random(n),
+                  rng.random(n)], axis=1)
+    t[:, 3] = 1
+    groups = ["head", "head", "tail", "medium"]
+    r = group_mean_auroc_intervals(t, s, groups, n_boot=200, seed=0)
+    rep = class_fidelity_multi_label(t, s, ["a", "b", "c", "d"], groups)
+    assert r["head"]["mean"] == pytest.approx(rep["group_mean_auroc"]["head"])
+    assert r["tail"]["mean"] == pytest.approx(rep["per_class"]["c"]["auroc"])
+    assert r["medium"] is None  # its only class has no negative
+    for g in ("head", "tail"):
+        lo, hi = r[g]["ci95"]
+        assert lo < r[g]["mean"] < hi and hi - lo < 0.2
+    assert r["tail"]["ci95"][0] < 0.5 < r["tail"]["ci95"][1]  # a random score: the interval holds chance
+    assert r["head"]["ci95"][0] > 0.7
+    assert r == group_mean_auroc_intervals(t, s, groups, n_boot=200, seed=0)  # seeded
+    with pytest.raises(ValueError, match="must both be"):
+        group_mean_auroc_intervals(t[:, :3], s, groups)
