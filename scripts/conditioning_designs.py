@@ -29,10 +29,11 @@ REPO = Path(__file__).resolve().parents[1]
 LAYOUTS = {
     "ct-rate": {"recipe": REPO / "recipes" / "phantom" / "ct_rate_latent.yaml", "phantom": ["-n", "160"],
                 "latent": True, "steps": "2000,6000", "sets": [],
-                "oracle": ["--per-class", "120", "--set", "classifier.epochs=25", "--set", "classifier.lr=0.003"]},
+                "oracle_per_class": 120, "oracle": ["--set", "classifier.epochs=25", "--set", "classifier.lr=0.003"]},
     "nih-cxr-lt": {"recipe": REPO / "recipes" / "phantom" / "nih_cxr_lt.yaml", "phantom": ["--multi-label"],
-                   "latent": False, "steps": "400", "sets": ["data.multi_label=true"],
-                   "oracle": ["--per-class", "60", "--set", "classifier.epochs=8"]},
+                   "latent": False, "steps": "400",
+                   "sets": ["data.multi_label=true", "data.splits.val=val", "data.splits.test=test"],
+                   "oracle_per_class": 60, "oracle": ["--set", "classifier.epochs=8"]},
 }
 GROUPS = ("head", "medium", "tail")
 
@@ -95,7 +96,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--boot", type=int, default=1000, help="bootstrap resamples of the probe images")
     ap.add_argument("--guidance", default=None, help="comma-separated guidance scales of the probe sets "
                     "(default: the recipe's sampling.guidance_scale)")
-    ap.add_argument("--set", dest="sets", action="append", default=[])
+    ap.add_argument("--oracle-per-class", type=int, default=None,
+                    help="training images per class of the oracle's phantom (default: ct-rate 120, nih-cxr-lt 60)")
+    ap.add_argument("--set", dest="sets", action="append", default=[],
+                    help="recipe override for every verb (after the layout's own, so it wins)")
     a = ap.parse_args(argv)
     lay = LAYOUTS[a.layout]
     designs = [d.strip() for d in a.designs.split(",") if d.strip()]
@@ -118,9 +122,13 @@ def main(argv=None) -> dict:
                    for d in designs}
         ckpts = {d: f.result() for d, f in futures.items()}
     if not (oracle / "oracle.json").is_file():
-        medlt("oracle", recipe, "--out", oracle, *s, *lay["oracle"])
+        per_class = a.oracle_per_class or lay["oracle_per_class"]
+        medlt("oracle", recipe, "--out", oracle, "--per-class", per_class, *lay["oracle"], *s)
     ls_dir = w / "label_sensitivity"
-    if not (ls_dir / "comparison.json").is_file():
+    wanted = {str(ckpts[d][n].resolve()) for d in designs for n in steps}
+    have = json.loads((ls_dir / "comparison.json").read_text()) if (ls_dir / "comparison.json").is_file() else {}
+    if wanted - {str(Path(v["checkpoint"]).resolve()) for v in have.values()}:
+        shutil.rmtree(ls_dir, ignore_errors=True)  # measured again, all checkpoints with the same seeds
         medlt("label-sensitivity", recipe, *[x for d in designs for n in steps for x in ("-c", ckpts[d][n])],
               "--out", ls_dir, "--device", "cpu", *s)
     sens = json.loads((ls_dir / "comparison.json").read_text())
@@ -139,19 +147,25 @@ def main(argv=None) -> dict:
     ref = load_reference(oracle, rec, lsp)
     oracle_info = json.loads((oracle / "oracle.json").read_text())
     scales = [float(x) for x in a.guidance.split(",")] if a.guidance else [rec.sampling.guidance_scale]
-    rows = []
+    rows, scores = [], {}
     for d in designs:
         for n in steps:
             for omega in scales:
                 default = omega == rec.sampling.guidance_scale
                 probe = w / d / (f"probe-step{n}" + ("" if default else f"-w{omega:g}"))
-                rec_w = rec if default else load_recipe(recipe, sets + [f"sampling.guidance_scale={omega}"])
+                rec_w = load_recipe(recipe, sets + [f"model.multi_label_conditioning={d}",
+                                                    f"sampling.guidance_scale={omega}"])
                 print(f"$ probe: {d} at step {n}, guidance {omega:g}: {a.probe_per_class} per class -> {probe}",
                       flush=True)
                 write_probe(rec_w, probe, ckpts[d][n], a.probe_per_class)
                 t, p = probe_scores(rec, probe, ref)
+                scores[(d, n, omega)] = (t, p)
                 rep = class_fidelity_multi_label(t, p, lsp.names, groups)
-                ci = group_mean_auroc_intervals(t, p, groups, n_boot=a.boot, seed=0)
+                # paired with the first design: the same probe plan (labels and seeds), image for image
+                base = scores.get((designs[0], n, omega)) if d != designs[0] else None
+                paired = base is not None and base[0].shape == t.shape and (base[0] == t).all()
+                ci = group_mean_auroc_intervals(t, p, groups, n_boot=a.boot, seed=0,
+                                                baseline_scores=base[1] if paired else None)
                 name = next(k for k, v in sens.items()
                             if Path(v["checkpoint"]).resolve() == ckpts[d][n].resolve())
                 rows.append({"design": d, "step": n, "guidance_scale": omega,
@@ -181,20 +195,27 @@ def render(out: dict) -> str:
              "Label sensitivity: sample label / seed change (0 = label ignored); AUROC: the phantom oracle's "
              f"per-class AUROC of the intended label over a balanced probe ({out['probe_per_class']} per class), "
              "group means with 95% bootstrap intervals over probe images; chance 0.5.", "",
+             f"Δ: paired difference from {out['designs'][0]} on the same probe plan (labels, seeds), same resamples.",
+             "",
              "| design | steps | guidance | label sensitivity (all) | label / time embedding | head AUROC | "
-             "medium AUROC | tail AUROC | ms / step |", "|---|---|---|---|---|---|---|---|---|"]
+             "medium AUROC | tail AUROC | Δ head / medium / tail | ms / step |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in out["rows"]:
         cells = []
         for g in GROUPS:
             e = r["auroc_by_group"].get(g)
             cells.append("–" if e is None else f"{e['mean']:.2f} [{e['ci95'][0]:.2f}, {e['ci95'][1]:.2f}]")
+        deltas = []
+        for g in GROUPS:
+            e = r["auroc_by_group"].get(g) or {}
+            deltas.append(f"{e['delta']:+.2f} [{e['delta_ci95'][0]:+.2f}, {e['delta_ci95'][1]:+.2f}]"
+                          if "delta" in e else "–")
         sens = r["label_sensitivity"]["all"]
         lines.append(f"| {r['design']} | {r['step']} | {r['guidance_scale']:g} | {f(sens['sample_ratio'])} | "
-                     f"{f(sens.get('embedding_ratio'))} | " + " | ".join(cells)
+                     f"{f(sens.get('embedding_ratio'))} | " + " | ".join(cells) + " | " + " / ".join(deltas)
                      + f" | {out['ms_per_step'][r['design']]:.0f} |")
     real = out["oracle"].get("test_on_evaluated_phantom", {}).get("per_class_auroc") or []
     names = list(out["rows"][0]["per_class"]) if out["rows"] else []
-    oracle_auc = dict(zip(names, real))
+    oracle_auc = dict(zip(names, real, strict=False))  # empty when the oracle has no test scores
     lines += ["", "Head classes: AUROC [95% CI] of the probe under the oracle; in parentheses the oracle's own "
               "AUROC on the real held-out phantom volumes (a class it recognises at >= 0.85 is marked *):", ""]
     for r in out["rows"]:

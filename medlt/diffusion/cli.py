@@ -226,7 +226,7 @@ def label_sensitivity_cmd(
     # keys on which the compared checkpoints differ (e.g. the conditioning design) come from each one
     compared = differing_model_keys([g.recipe for g in gens]) if len(gens) > 1 else frozenset()
     reports = {}
-    for name, ckpt, gen in zip(names, checkpoint, gens):
+    for name, ckpt, gen in zip(names, checkpoint, gens, strict=True):
         _check_classes(r0, gen.label_space, ckpt)
         r = recipe_for_generator(r0, gen, ckpt, compared)
         t_max = gen.recipe.diffusion.num_train_timesteps
@@ -247,7 +247,7 @@ def label_sensitivity_cmd(
                                     seed=r.seed if seed is None else seed, guidance_scale=w,
                                     num_inference_steps=s, sampler=r.sampling.sampler,
                                     group_thresholds=tuple(r.data.group_thresholds),
-                                    progress=lambda k: bar.update(1))
+                                    progress=lambda k, bar=bar: bar.update(1))
         finally:
             bar.close()
         rep.update({"checkpoint": str(ckpt), "checkpoint_sha256": gen.checkpoint_sha256, "step": gen.step,

@@ -46,7 +46,7 @@ class _TimeEmbeddingPlusLabel(nn.Module):
     wrapper replaces `unet.time_embed`, and `ConditionalUNet.forward` sets `extra` for one call.
     """
 
-    def __init__(self, time_embed: nn.Module, slot: "_EmbeddingSlot | None" = None):
+    def __init__(self, time_embed: nn.Module, slot: _EmbeddingSlot | None = None):
         super().__init__()
         self.inner = time_embed
         self.extra: torch.Tensor | None = None

@@ -218,11 +218,15 @@ def mark_judge_recall(report: dict, judge_real_recall: dict[str, float], names: 
 
 
 def group_mean_auroc_intervals(intended, scores, groups: Sequence[str], *, n_boot: int = 1000, seed: int = 0,
-                               confidence: float = 0.95) -> dict[str, dict | None]:
+                               confidence: float = 0.95, baseline_scores=None) -> dict[str, dict | None]:
     """Per group, the mean over its classes of the multi-label AUROC_c (as in
     `class_fidelity_multi_label`) with a percentile bootstrap interval: the images are resampled with
     replacement `n_boot` times and every class's AUROC recomputed; a class without a positive or a
-    negative in a resample leaves that resample's mean. Groups without a class with an AUROC: None."""
+    negative in a resample leaves that resample's mean. Groups without a class with an AUROC: None.
+
+    `baseline_scores` (N, K): another generator's scores on images made for the same intended labels
+    and seeds, row for row (a paired design); each group then also gets `delta` = mean − baseline mean
+    with its interval from the same resamples."""
     from sklearn.metrics import roc_auc_score
 
     t, s = _np(intended).astype(np.int64), _np(scores).astype(np.float64)
@@ -231,31 +235,53 @@ def group_mean_auroc_intervals(intended, scores, groups: Sequence[str], *, n_boo
     if n_boot < 1:
         raise ValueError("n_boot must be >= 1")
 
-    def group_means(idx: np.ndarray) -> dict[str, float]:
+    base = None if baseline_scores is None else _np(baseline_scores).astype(np.float64)
+    if base is not None and base.shape != s.shape:
+        raise ValueError(f"baseline_scores {base.shape} must have the shape of scores {s.shape}")
+
+    def group_means(idx: np.ndarray, sc: np.ndarray) -> dict[str, float]:
         out = {}
         for g in GROUPS:
             vals = []
             for c in (c for c, gg in enumerate(groups) if gg == g):
                 pos = t[idx, c] == 1
                 if pos.any() and not pos.all():
-                    vals.append(roc_auc_score(pos, s[idx, c]))
+                    vals.append(roc_auc_score(pos, sc[idx, c]))
             out[g] = float(np.mean(vals)) if vals else float("nan")
         return out
 
     n = t.shape[0]
-    point = group_means(np.arange(n))
+    every = np.arange(n)
+    point = group_means(every, s)
+    point_base = group_means(every, base) if base is not None else None
     rng = np.random.default_rng(seed)
-    boots = [group_means(rng.integers(0, n, n)) for _ in range(n_boot)]
+    boots, boots_delta = [], []
+    for _ in range(n_boot):
+        idx = rng.integers(0, n, n)
+        m = group_means(idx, s)
+        boots.append(m)
+        if base is not None:
+            mb = group_means(idx, base)
+            boots_delta.append({g: m[g] - mb[g] for g in GROUPS})
     lo_q, hi_q = 100 * (1 - confidence) / 2, 100 * (1 + confidence) / 2
+
+    def interval(values: list[float]) -> tuple[list[float], int]:
+        b = np.array(values)
+        b = b[~np.isnan(b)]
+        return ([float(np.percentile(b, lo_q)), float(np.percentile(b, hi_q))] if len(b) else [float("nan")] * 2,
+                int(len(b)))
+
     res: dict[str, dict | None] = {}
     for g in GROUPS:
         if math.isnan(point[g]):
             res[g] = None
             continue
-        b = np.array([x[g] for x in boots])
-        b = b[~np.isnan(b)]
-        ci = [float(np.percentile(b, lo_q)), float(np.percentile(b, hi_q))] if len(b) else [float("nan")] * 2
-        res[g] = {"mean": point[g], "ci95": ci, "classes": sum(gg == g for gg in groups), "n_boot": int(len(b))}
+        ci, used = interval([x[g] for x in boots])
+        res[g] = {"mean": point[g], "ci95": ci, "classes": sum(gg == g for gg in groups), "n_boot": used}
+        if point_base is not None:
+            dci, _ = interval([x[g] for x in boots_delta])
+            res[g]["delta"] = point[g] - point_base[g]
+            res[g]["delta_ci95"] = dci
     return res
 
 

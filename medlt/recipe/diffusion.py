@@ -37,7 +37,7 @@ class ModelConfig(Section):
     norm_num_groups: Count = 32
     #: how a multi-hot label vector conditions the net: added to the time embedding; added and also
     #: scaling/shifting every residual block's norm (adaptive-norm); or MONAI's cross-attention context
-    multi_label_conditioning: Literal["time-embedding", "adaptive-norm", "cross-attention"] = "time-embedding"
+    multi_label_conditioning: Literal["time-embedding", "adaptive-norm", "cross-attention"] = "adaptive-norm"
     #: width of the context tokens in the cross-attention variant
     cross_attention_dim: Count = 64
     #: latent diffusion: {autoencoder: RUN} of `medlt train-autoencoder`; the UNet then sees latents

@@ -48,7 +48,7 @@ def test_trains_and_samples(method, setting, tmp_path):
     assert torch.isfinite(x).all()
 
 
-@pytest.mark.parametrize("mode", ["time-embedding", "cross-attention"])
+@pytest.mark.parametrize("mode", ["time-embedding", "adaptive-norm", "cross-attention"])
 def test_bf16_autocast_multi_label_with_all_three(mode, tmp_path):
     regs = "regularizers=[{name: cbdm}, {name: coral}, {name: t2h}]"
     recipe = toy_recipe(tmp_path, ["training.precision=bf16", "training.max_steps=2", regs,

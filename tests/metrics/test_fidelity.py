@@ -150,3 +150,23 @@ def test_group_mean_auroc_intervals_point_and_bootstrap():
     assert r == group_mean_auroc_intervals(t, s, groups, n_boot=200, seed=0)  # seeded
     with pytest.raises(ValueError, match="must both be"):
         group_mean_auroc_intervals(t[:, :3], s, groups)
+
+
+def test_group_mean_auroc_paired_delta_uses_the_same_resamples():
+    rng = np.random.default_rng(2)
+    n = 240
+    t = (rng.random((n, 2)) < 0.4).astype(int)
+    good = t + rng.normal(0, 0.5, (n, 2))
+    bad = t + rng.normal(0, 3.0, (n, 2))
+    groups = ["head", "tail"]
+    r = group_mean_auroc_intervals(t, good, groups, n_boot=200, seed=0, baseline_scores=bad)
+    g, b = (group_mean_auroc_intervals(t, x, groups, n_boot=200, seed=0) for x in (good, bad))
+    for grp in groups:
+        assert r[grp]["delta"] == pytest.approx(g[grp]["mean"] - b[grp]["mean"])
+        lo, hi = r[grp]["delta_ci95"]
+        assert 0 < lo < r[grp]["delta"] < hi
+    same = group_mean_auroc_intervals(t, good, groups, n_boot=50, seed=0, baseline_scores=good)
+    assert same["head"]["delta"] == 0 and same["head"]["delta_ci95"] == [0.0, 0.0]
+    assert "delta" not in g["head"]
+    with pytest.raises(ValueError, match="baseline_scores"):
+        group_mean_auroc_intervals(t, good, groups, baseline_scores=bad[:, :1])
