@@ -66,21 +66,14 @@ def train_design(recipe: Path, run: Path, steps: list[int], s: list[str], thread
     return out
 
 
-def probe_scores(rec, probe: Path, ref, batch_size: int = 16):
+def probe_scores(rec, probe: Path, ref):
     """(intended (N, K), oracle probabilities (N, K)) of every probe image."""
     import numpy as np
-    import torch
-    from torch.utils.data import DataLoader
 
-    from medlt.classify.data import synthetic_recipe
-    from medlt.data.loaders import build_dataset
+    from medlt.classify.reference import synthetic_scores
 
-    ds = build_dataset(synthetic_recipe(rec, probe), "train")
-    t, p = [], []
-    for batch in DataLoader(ds, batch_size=batch_size, shuffle=False):
-        t.append(torch.as_tensor(batch["label"]).numpy())
-        p.append(ref.predict_proba(batch["image"]).numpy())
-    return np.concatenate(t), np.concatenate(p)
+    pairs = list(synthetic_scores(rec, probe, ref, batch_size=16))
+    return np.concatenate([t.numpy() for t, _ in pairs]), np.concatenate([p.numpy() for _, p in pairs])
 
 
 def main(argv=None) -> dict:

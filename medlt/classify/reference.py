@@ -59,22 +59,31 @@ def reference_record(clf: Classifier, source: str) -> dict:
 
 
 @torch.no_grad()
-def class_fidelity_of_synthetic(recipe: Recipe, synthetic_dir: str | Path, reference: Classifier,
-                                groups: list[str], *, batch_size: int, show_progress: bool = False) -> dict:
-    """medlt.metrics.fidelity report of the reference over every image of synth's manifest.csv."""
+def synthetic_scores(recipe: Recipe, synthetic_dir: str | Path, reference: Classifier, *, batch_size: int,
+                     show_progress: bool = False):
+    """(intended labels, reference probabilities) of every image of synth's manifest.csv, in its order."""
     from torch.utils.data import DataLoader
 
     from medlt.classify.data import synthetic_recipe
     from medlt.data.loaders import build_dataset
+
+    ds = build_dataset(synthetic_recipe(recipe, synthetic_dir), "train")
+    for batch in progress(DataLoader(ds, batch_size=batch_size, shuffle=False), desc="class fidelity",
+                          unit="batch", disable=not show_progress):
+        yield torch.as_tensor(batch["label"]), reference.predict_proba(batch["image"])
+
+
+def class_fidelity_of_synthetic(recipe: Recipe, synthetic_dir: str | Path, reference: Classifier,
+                                groups: list[str], *, batch_size: int, show_progress: bool = False) -> dict:
+    """medlt.metrics.fidelity report of the reference over every image of synth's manifest.csv."""
     from medlt.metrics.fidelity import ClassFidelityAccumulator
 
     ls = reference.label_space
-    ds = build_dataset(synthetic_recipe(recipe, synthetic_dir), "train")
     acc = ClassFidelityAccumulator(ls.names, groups, multi_label=ls.multi_label,
                                    threshold=recipe.classifier.threshold)
-    for batch in progress(DataLoader(ds, batch_size=batch_size, shuffle=False), desc="class fidelity",
-                          unit="batch", disable=not show_progress):
-        acc.update(torch.as_tensor(batch["label"]), reference.predict_proba(batch["image"]))
+    for intended, probs in synthetic_scores(recipe, synthetic_dir, reference, batch_size=batch_size,
+                                            show_progress=show_progress):
+        acc.update(intended, probs)
     return acc.compute()
 
 

@@ -3,10 +3,10 @@ guidance, and access to the bottleneck (middle-block) features for CCUA.
 
 Conditioning (docs/methods.md):
 - single-label: MONAI's own class embedding with `num_class_embeds = K + 1`; index K is the null label.
-- multi-label, `time-embedding` (default): the multi-hot vector y goes through a learned linear layer to
+- multi-label, `time-embedding`: the multi-hot vector y goes through a learned linear layer to
   the time-embedding width and is added to the time embedding; "unconditional" rows use a learned null
   embedding instead.
-- multi-label, `adaptive-norm`: as `time-embedding`, and in addition every residual block's second
+- multi-label, `adaptive-norm` (default): as `time-embedding`, and in addition every residual block's second
   group norm is modulated by the combined (time + label) embedding, h ← GN(h)·(1 + s) + b with
   (s, b) = Linear(SiLU(emb)) per block, zero-initialised (ADM's scale/shift norm): the label then acts
   multiplicatively in every block instead of only as an added bias.
