@@ -81,8 +81,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--layout", choices=list(LAYOUTS), required=True)
     ap.add_argument("--work", type=Path, required=True)
     ap.add_argument("--designs", default="time-embedding,adaptive-norm",
-                    help="comma-separated model.multi_label_conditioning values, each optionally with "
-                    "'+per-label' (model.multi_label_dropout: per-label) (default: %(default)s)")
+                    help="comma-separated model.multi_label_conditioning values (default: %(default)s)")
     ap.add_argument("--steps", default=None, help="comma-separated training steps at which each design is "
                     "measured (default: ct-rate 2000,6000; nih-cxr-lt 400)")
     ap.add_argument("--jobs", type=int, default=2, help="designs trained in parallel, one thread each")
@@ -96,14 +95,7 @@ def main(argv=None) -> dict:
                     help="recipe override for every verb (after the layout's own, so it wins)")
     a = ap.parse_args(argv)
     lay = LAYOUTS[a.layout]
-    sys.path.insert(0, str(REPO))
-    from medlt.diffusion.compare_conditioning import design_update
-
     designs = [d.strip() for d in a.designs.split(",") if d.strip()]
-    try:
-        design_sets = {d: [f"model.{k}={v}" for k, v in design_update(d).items()] for d in designs}
-    except ValueError as e:
-        ap.error(str(e))
     steps = sorted(int(n) for n in (a.steps or lay["steps"]).split(","))
     w = a.work.resolve()
     ph, ae, oracle = w / "phantom", w / "ae", w / "oracle"
@@ -119,8 +111,7 @@ def main(argv=None) -> dict:
     jobs = max(1, min(a.jobs, len(designs)))
     with ThreadPoolExecutor(jobs) as pool:
         futures = {d: pool.submit(train_design, recipe, w / d, steps,
-                                  s + [x for kv in design_sets[d] for x in ("--set", kv)],
-                                  1 if jobs > 1 else None)
+                                  s + ["--set", f"model.multi_label_conditioning={d}"], 1 if jobs > 1 else None)
                    for d in designs}
         ckpts = {d: f.result() for d, f in futures.items()}
     if not (oracle / "oracle.json").is_file():
@@ -135,6 +126,7 @@ def main(argv=None) -> dict:
               "--out", ls_dir, "--device", "cpu", *s)
     sens = json.loads((ls_dir / "comparison.json").read_text())
 
+    sys.path.insert(0, str(REPO))
     from medlt.bench.probe import write_probe
     from medlt.classify.reference import load_reference
     from medlt.data.table import load_table
@@ -154,7 +146,8 @@ def main(argv=None) -> dict:
             for omega in scales:
                 default = omega == rec.sampling.guidance_scale
                 probe = w / d / (f"probe-step{n}" + ("" if default else f"-w{omega:g}"))
-                rec_w = load_recipe(recipe, sets + design_sets[d] + [f"sampling.guidance_scale={omega}"])
+                rec_w = load_recipe(recipe, sets + [f"model.multi_label_conditioning={d}",
+                                                    f"sampling.guidance_scale={omega}"])
                 print(f"$ probe: {d} at step {n}, guidance {omega:g}: {a.probe_per_class} per class -> {probe}",
                       flush=True)
                 write_probe(rec_w, probe, ckpts[d][n], a.probe_per_class)

@@ -16,25 +16,11 @@ from pathlib import Path
 import torch
 
 MODES = ("time-embedding", "adaptive-norm", "cross-attention")
-#: suffix of a design name that turns on per-label classifier-free dropout (model.multi_label_dropout)
-PER_LABEL = "+per-label"
-
-
-def design_update(design: str) -> dict[str, str]:
-    """The model keys of a design name: a conditioning mode, optionally with PER_LABEL
-    ("adaptive-norm+per-label")."""
-    mode = design.removesuffix(PER_LABEL)
-    if mode not in MODES:
-        raise ValueError(f"unknown conditioning design {design!r}: one of {', '.join(MODES)}, "
-                         f"optionally with {PER_LABEL}")
-    return {"multi_label_conditioning": mode,
-            "multi_label_dropout": "per-label" if design.endswith(PER_LABEL) else "joint"}
 
 
 def step_times(recipe, label_space, modes, repeats: int = 5, shape: tuple[int, ...] | None = None) -> dict[str, float]:
-    """Median seconds of one training step (forward, backward, AdamW) per conditioning design
-    (`design_update` names), measured side by side: the same batch, interleaved repeats with the order
-    reversed every other round.
+    """Median seconds of one training step (forward, backward, AdamW) per conditioning mode, measured
+    side by side: the same batch, interleaved repeats with the order reversed every other round.
     `shape` = (C, *spatial) the network sees (default: the recipe's in_channels and image size; give
     the latent shape for latent models)."""
     from medlt.diffusion.label_samplers import LabelBank
@@ -52,7 +38,7 @@ def step_times(recipe, label_space, modes, repeats: int = 5, shape: tuple[int, .
     sched = build_scheduler(recipe.diffusion)
     models, opts = {}, {}
     for m in modes:
-        cfg = recipe.model.model_copy(update=design_update(m))
+        cfg = recipe.model.model_copy(update={"multi_label_conditioning": m})
         models[m] = build_model(cfg, label_space)
         opts[m] = torch.optim.AdamW(models[m].parameters(), lr=1e-4)
     times = {m: [] for m in modes}
@@ -60,8 +46,7 @@ def step_times(recipe, label_space, modes, repeats: int = 5, shape: tuple[int, .
         for m in (modes if r % 2 else tuple(modes)[::-1]):
             t0 = time.perf_counter()
             st = training_terms(models[m], sched, [], x0, y, bank=bank, label_drop_prob=0.1,
-                                generator=torch.Generator().manual_seed(r),
-                                per_label_drop=models[m].per_label_dropout)
+                                generator=torch.Generator().manual_seed(r))
             opts[m].zero_grad()
             total_loss(st).backward()
             opts[m].step()

@@ -45,10 +45,7 @@ def fused_forward(model: nn.Module, x_t: torch.Tensor, timesteps: torch.Tensor, 
     x = x_t.repeat(n, *([1] * (x_t.dim() - 1)))
     t = timesteps.repeat(n)
     labels = torch.cat([passes[k].labels.to(x_t.device) for k in names], dim=0)
-    masks = [passes[k].uncond.to(x_t.device) for k in names]
-    if any(m.dim() == 2 for m in masks):  # per-label unknown flags: a (B,) row flag means every label
-        masks = [m if m.dim() == 2 else m[:, None].expand(-1, labels.shape[1]) for m in masks]
-    uncond = torch.cat(masks, dim=0)
+    uncond = torch.cat([passes[k].uncond.to(x_t.device) for k in names], dim=0)
     proj = None
     if project:
         eps, feats, proj = model(x, t, labels, uncond, return_features=True, project=True)
@@ -73,12 +70,9 @@ def fused_forward(model: nn.Module, x_t: torch.Tensor, timesteps: torch.Tensor, 
 def training_terms(model: nn.Module, scheduler, regularizers: list[Regularizer], x0: torch.Tensor,
                    labels: torch.Tensor, *, bank: LabelBank, label_drop_prob: float,
                    generator: torch.Generator, noise_generator: torch.Generator | None = None,
-                   autocast: bool = False, per_label_drop: bool = False) -> StepTerms:
+                   autocast: bool = False) -> StepTerms:
     """x0 (B, C, ...) in model space, labels (B,) int64 or (B, K) float. `generator` (CPU) draws t,
-    the drop mask and the regularizers' labels; `noise_generator` (on x0's device) draws ε.
-    `per_label_drop` (multi-label, model.multi_label_dropout per-label): the main pass's mask is (B, K),
-    a dropped row's labels all unknown and each label of a kept row unknown with `label_drop_prob`
-    (`ctx.dropped` stays the (B,) mask of fully dropped rows, which the regularizers read)."""
+    the drop mask and the regularizers' labels; `noise_generator` (on x0's device) draws ε."""
     b = x0.shape[0]
     device = x0.device
     T = scheduler.num_train_timesteps
@@ -88,12 +82,6 @@ def training_terms(model: nn.Module, scheduler, regularizers: list[Regularizer],
     else:
         timesteps = torch.randint(0, T, (b,), generator=generator).to(device)
     dropped = drop_labels(b, label_drop_prob, generator).to(device)
-    main_uncond = dropped
-    if per_label_drop:
-        if labels.dim() != 2:
-            raise ValueError("per-label dropout needs multi-hot labels (B, K)")
-        unknown = torch.rand(labels.shape, generator=generator) < label_drop_prob
-        main_uncond = unknown.to(device) | dropped[:, None]
     noise = torch.randn(x0.shape, generator=noise_generator or generator,
                         device=(noise_generator.device if noise_generator is not None else "cpu"))
     noise = noise.to(device)
@@ -101,7 +89,7 @@ def training_terms(model: nn.Module, scheduler, regularizers: list[Regularizer],
     ctx = StepContext(labels=labels, dropped=dropped, timesteps=timesteps, num_train_timesteps=T,
                       generator=generator, bank=bank, x0=x0, x_t=x_t, noise=noise, scheduler=scheduler,
                       flow=flow)
-    passes: dict[str, Pass] = {"main": Pass(labels, main_uncond,
+    passes: dict[str, Pass] = {"main": Pass(labels, dropped,
                                             project=any(r.main_projection for r in regularizers))}
     for reg in regularizers:
         for name, p in reg.extra_passes(ctx).items():

@@ -101,8 +101,7 @@ def overlap_terms(eps_a: torch.Tensor, eps_b: torch.Tensor, timesteps: torch.Ten
 
 @dataclass
 class Pass:
-    """One extra network pass: its labels and which rows are unconditional ((B,) bool; the main pass
-    under per-label dropout: (B, K) unknown flags)."""
+    """One extra network pass: its labels and which rows are unconditional."""
 
     labels: torch.Tensor
     uncond: torch.Tensor

@@ -24,9 +24,7 @@ SAMPLERS = ("ddim", "ddpm", "dpm++", "rflow")
 def guided_eps(model: nn.Module, x: torch.Tensor, timesteps: torch.Tensor, labels: torch.Tensor,
                guidance_scale: float) -> torch.Tensor:
     """ε̃ = (1 + w)·ε(x, y) − w·ε(x, ∅) over all output channels (rectified flow: the same on v); conditional and unconditional rows
-    go through the network in one batched forward. w = 0: conditional only (one pass). ∅ is the model's
-    `guidance_uncond(labels)`: the null condition, or with per-label dropout the row's positive labels
-    unknown (medlt.diffusion.unet).
+    go through the network in one batched forward. w = 0: conditional only (one pass).
 
     `guidance_scale`: one float, or a (B,) tensor with one w per sample (`medlt synth --guidance-from`)."""
     b = x.shape[0]
@@ -38,10 +36,7 @@ def guided_eps(model: nn.Module, x: torch.Tensor, timesteps: torch.Tensor, label
         conditional_only = w == 0
     if conditional_only:
         return model(x, timesteps, labels, torch.zeros(b, dtype=torch.bool, device=x.device))
-    # the second branch: the null condition, or (per-label dropout) the row's positive labels unknown
-    second = getattr(model, "guidance_uncond", None)
-    second = second(labels) if second is not None else torch.ones(b, dtype=torch.bool, device=x.device)
-    uncond = torch.cat([torch.zeros_like(second), second]).to(x.device)
+    uncond = torch.cat([torch.zeros(b, dtype=torch.bool), torch.ones(b, dtype=torch.bool)]).to(x.device)
     eps = model(torch.cat([x, x]), torch.cat([timesteps, timesteps]), torch.cat([labels, labels]), uncond)
     cond, unc = eps.chunk(2)
     return (1 + w) * cond - w * unc

@@ -212,8 +212,7 @@ def train(recipe: Recipe, out_dir: str | Path, *, resume: bool = False, data: Tr
                     derive_seed(recipe.seed, "noise", info.rank, step))
                 st = training_terms(ddp_model, scheduler, regs, x0, labels, bank=bank,
                                     label_drop_prob=recipe.diffusion.label_drop_prob, generator=g,
-                                    noise_generator=ng, autocast=bf16,
-                                    per_label_drop=recipe.model.multi_label_dropout == "per-label")
+                                    noise_generator=ng, autocast=bf16)
                 if step_hook is not None:
                     step_hook(step, st)
                 loss = total_loss(st)

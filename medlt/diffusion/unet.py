@@ -15,13 +15,7 @@ Conditioning (docs/methods.md):
   "unconditional" rows use learned null tokens.
 
 Labels passed to `forward` are the dataset's labels (int64 (B,) indices or float (B, K) multi-hot) plus
-a boolean `uncond` mask: (B,) selects the null condition per row; with `model.multi_label_dropout:
-per-label` it may also be (B, K), one "unknown" flag per label. A label marked unknown contributes a
-learned per-class vector u_k instead of its present/absent value (time-embedding / adaptive-norm:
-e = W·(y ⊙ (1 − m)) + U·m + b, U zero-initialised; cross-attention: that class's null token), and a row
-with every label unknown is the null condition. `guidance_uncond(labels)` gives the mask of the
-guidance's second branch: joint, the null condition; per-label, the row's positive labels unknown and
-the others kept (a row without positives: the null condition).
+a boolean `uncond` (B,) mask that selects the null condition per row.
 
 Regularizers may add projection heads on the bottleneck (CORAL's Linear(C_mid → 128)): they live in
 `heads` (an nn.ModuleDict), so the optimizer, the EMA copy and checkpoints hold them like any other
@@ -104,9 +98,6 @@ class ConditionalUNet(nn.Module):
         self.multi_label = label_space.multi_label
         self.spatial_dims = cfg.spatial_dims
         self.conditioning = "class-embedding" if not self.multi_label else cfg.multi_label_conditioning
-        self.per_label_dropout = cfg.multi_label_dropout == "per-label"
-        if self.per_label_dropout and not self.multi_label:
-            raise ValueError("model.multi_label_dropout 'per-label' needs multi-hot labels (data.multi_label: true)")
         cross = self.conditioning == "cross-attention"
         time_dim = cfg.channels[0] * 4
         self.unet = DiffusionModelUNet(
@@ -125,11 +116,7 @@ class ConditionalUNet(nn.Module):
         self._slot = _EmbeddingSlot() if self.conditioning == "adaptive-norm" else None
         if self.conditioning in ("time-embedding", "adaptive-norm"):
             self.label_proj = nn.Linear(self.num_classes, time_dim)
-            if self.per_label_dropout:  # unknown vectors; every label unknown is the null condition
-                self.unknown_proj = nn.Linear(self.num_classes, time_dim, bias=False)
-                nn.init.zeros_(self.unknown_proj.weight)
-            else:
-                self.null_embedding = nn.Parameter(torch.zeros(time_dim))
+            self.null_embedding = nn.Parameter(torch.zeros(time_dim))
             self.unet.time_embed = _TimeEmbeddingPlusLabel(self.unet.time_embed, self._slot)
         if self._slot is not None:
             for block in self.unet.modules():
@@ -152,24 +139,6 @@ class ConditionalUNet(nn.Module):
     @property
     def null_label(self) -> int:
         return self.num_classes
-
-    def guidance_uncond(self, labels: torch.Tensor) -> torch.Tensor:
-        """The `uncond` mask of classifier-free guidance's second branch for these labels: (B,) all True
-        (the null condition), or with per-label dropout (B, K): the row's positive labels unknown, the
-        rest kept; a row without positive labels gets every label unknown (the null condition)."""
-        b = labels.shape[0]
-        if not self.per_label_dropout:
-            return torch.ones(b, dtype=torch.bool, device=labels.device)
-        positive = labels > 0.5
-        return positive | ~positive.any(dim=1, keepdim=True)
-
-    def _unknown_mask(self, uncond: torch.Tensor) -> torch.Tensor | None:
-        """(B, K) unknown flags of a multi-label forward, or None (joint: use `uncond` (B,) as is)."""
-        if uncond.dim() == 2:
-            if not self.per_label_dropout:
-                raise ValueError("a per-label uncond mask (B, K) needs model.multi_label_dropout: per-label")
-            return uncond
-        return uncond[:, None].expand(-1, self.num_classes) if self.per_label_dropout else None
 
     @property
     def label_added_to_time_embedding(self) -> bool:
@@ -202,21 +171,13 @@ class ConditionalUNet(nn.Module):
         if self.conditioning == "class-embedding":
             kwargs["class_labels"] = torch.where(uncond, torch.full_like(labels, self.null_label), labels)
         elif self.label_added_to_time_embedding:
-            dtype = self.label_proj.weight.dtype
-            unknown = self._unknown_mask(uncond)
-            if unknown is None:
-                y = self.label_proj(labels.to(dtype))
-                # torch.where keeps the null embedding in the graph even when no row is dropped (DDP-safe)
-                self.unet.time_embed.extra = torch.where(uncond[:, None], self.null_embedding[None], y)
-            else:
-                m = unknown.to(dtype)
-                self.unet.time_embed.extra = self.label_proj(labels.to(dtype) * (1 - m)) + self.unknown_proj(m)
+            y = self.label_proj(labels.to(self.label_proj.weight.dtype))
+            # torch.where keeps the null embedding in the graph even when no row is dropped (DDP-safe)
+            self.unet.time_embed.extra = torch.where(uncond[:, None], self.null_embedding[None], y)
         else:
-            unknown = self._unknown_mask(uncond)
             y = labels.to(self.present_tokens.dtype)[:, :, None]
             tokens = y * self.present_tokens[None] + (1 - y) * self.absent_tokens[None]
-            mask = uncond[:, None, None] if unknown is None else unknown[:, :, None]
-            kwargs["context"] = torch.where(mask, self.null_tokens[None], tokens)
+            kwargs["context"] = torch.where(uncond[:, None, None], self.null_tokens[None], tokens)
         self._capture = return_features or project
         try:
             eps = self.unet(x, timesteps, **kwargs)

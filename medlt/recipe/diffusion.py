@@ -38,11 +38,6 @@ class ModelConfig(Section):
     #: how a multi-hot label vector conditions the net: added to the time embedding; added and also
     #: scaling/shifting every residual block's norm (adaptive-norm); or MONAI's cross-attention context
     multi_label_conditioning: Literal["time-embedding", "adaptive-norm", "cross-attention"] = "adaptive-norm"
-    #: classifier-free dropout of a multi-hot label: `joint` drops a row's whole label vector (the null
-    #: condition) with diffusion.label_drop_prob; `per-label` does that and, in a kept row, also marks
-    #: each label "unknown" independently with the same probability; guidance then contrasts the row's
-    #: positive labels with those labels unknown (the rest kept) instead of with the null condition
-    multi_label_dropout: Literal["joint", "per-label"] = "joint"
     #: width of the context tokens in the cross-attention variant
     cross_attention_dim: Count = 64
     #: latent diffusion: {autoencoder: RUN} of `medlt train-autoencoder`; the UNet then sees latents

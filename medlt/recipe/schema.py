@@ -46,9 +46,6 @@ class Recipe(Section):
             raise KeyProblem("sampling.sampler", f"'{self.sampling.sampler}' does not fit diffusion.objective="
                              f"{self.diffusion.objective}; use one of: {', '.join(fits)}")
         check_latent_recipe(self)
-        if self.model.multi_label_dropout == "per-label" and not self.data.multi_label:
-            raise KeyProblem("model.multi_label_dropout", "'per-label' needs multi-hot labels "
-                             "(data.multi_label: true); single-label recipes use joint")
         n, fmt = len(self.data.image_size), self.data.format
         want = {"nih-cxr-lt": 2, "mimic-cxr-lt": 2, "ct-rate": 3}.get(fmt)
         if want is not None and n != want:

@@ -1,10 +1,8 @@
 """Side-by-side step time of the multi-label conditioning designs (medlt.diffusion.compare_conditioning)."""
 
-import pytest
-
 import medlt.diffusion.objective as objective
 from medlt.data.labels import LabelSpace
-from medlt.diffusion.compare_conditioning import design_update, step_times
+from medlt.diffusion.compare_conditioning import step_times
 from tests.diffusion.toy import NAMES, toy_recipe
 
 
@@ -25,27 +23,3 @@ def test_step_times_every_design_on_the_shape_it_is_given(tmp_path, monkeypatch)
     assert {s for _, s in seen} == {(b, 1, 8, 8)}
     # 3 rounds (the first a warm-up), each design once per round, the order reversed every other round
     assert [m for m, _ in seen] == list(modes[::-1]) + list(modes) + list(modes[::-1])
-
-
-def test_per_label_design_is_timed_with_its_dropout(tmp_path, monkeypatch):
-    recipe = toy_recipe(tmp_path, [], multi_label=True)
-    seen = []
-    original = objective.training_terms
-
-    def spy(model, sched, regs, x0, y, **kw):
-        seen.append((model.conditioning, model.per_label_dropout, kw["per_label_drop"]))
-        return original(model, sched, regs, x0, y, **kw)
-
-    monkeypatch.setattr(objective, "training_terms", spy)
-    t = step_times(recipe, LabelSpace(NAMES, True), ("adaptive-norm", "adaptive-norm+per-label"), repeats=1,
-                   shape=(1, 8, 8))
-    assert set(t) == {"adaptive-norm", "adaptive-norm+per-label"}
-    assert set(seen) == {("adaptive-norm", False, False), ("adaptive-norm", True, True)}
-
-
-def test_design_names():
-    assert design_update("cross-attention+per-label") == {"multi_label_conditioning": "cross-attention",
-                                                          "multi_label_dropout": "per-label"}
-    assert design_update("time-embedding")["multi_label_dropout"] == "joint"
-    with pytest.raises(ValueError, match="adaptive-norm"):
-        design_update("adaptive-norms")
