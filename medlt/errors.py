@@ -18,6 +18,13 @@ class RecipeError(MedltError):
     exit_code = 2
 
 
+class UsageError(MedltError):
+    """A command-line value is out of range or malformed (a bad --steps, an empty list item, a
+    repeated path). Exit 2, as click's own usage errors; the message names the option."""
+
+    exit_code = 2
+
+
 class DataError(MedltError):
     """A data file or manifest row is unusable. The message names the file (and row)."""
 
