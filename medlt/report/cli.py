@@ -29,15 +29,38 @@ def report(
     Example: medlt report runs/eval-real runs/eval-real+syn
     """
     from medlt.report.compare import compare_html, compare_markdown
-    from medlt.report.paired import check_resamples
     from medlt.utils.atomic import atomic_write_text
 
-    check_resamples(bootstrap_resamples)  # before any file is read
+    _check_arguments(dirs, bootstrap_resamples)  # before any file is read
     kw = dict(bootstrap_resamples=bootstrap_resamples, seed=seed)
     typer.echo(compare_markdown(dirs, **kw))
     if html is not None:
         atomic_write_text(html, compare_html(dirs, **kw))
         typer.echo(f"wrote {html}", err=True)
+
+
+def _check_arguments(dirs: list[Path], bootstrap_resamples: int) -> None:
+    """UsageError (exit 2, as other command-line errors) for too few resamples or a run given twice."""
+    from medlt.errors import DataError, UsageError
+    from medlt.report.paired import check_resamples
+
+    try:
+        check_resamples(bootstrap_resamples)
+    except DataError as e:
+        raise UsageError(str(e)) from None
+    seen: dict[Path, Path] = {}
+    for d in dirs:
+        key = _run_folder(d)
+        if key in seen:
+            what = f"{d} is given twice" if str(seen[key]) == str(d) else f"{seen[key]} and {d} are the same run"
+            raise UsageError(f"{what}; give each evaluation folder once")
+        seen[key] = d
+
+
+def _run_folder(d: Path) -> Path:
+    """The evaluation folder `d` names, resolved: DIR and DIR/report.json are one run."""
+    p = d.resolve()
+    return p.parent if p.name == "report.json" and p.is_file() else p
 
 
 def register(app: typer.Typer) -> None:

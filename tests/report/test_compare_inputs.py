@@ -107,3 +107,20 @@ def test_single_vs_multi_label_pair_is_one_clear_line(tmp_path, capsys, bench_li
     line = _one_error_line(*_run(["report", a, multi], capsys)[::2])
     assert str(multi) in line and "multi-label" in line and "single-label" in line and "cannot be compared" in line
     assert "missing columns" not in line
+
+
+@pytest.mark.parametrize("n", ["99", "-5"])
+def test_too_few_bootstrap_resamples_is_a_usage_error(capsys, bench_like, n):
+    _, a, b = bench_like
+    code, _, err = _run(["report", a, b, "--bootstrap-resamples", n], capsys)
+    assert code == 2, err  # a command-line value, as click's own usage errors
+
+
+def test_the_same_run_twice_is_refused(capsys, bench_like):
+    _, a, b = bench_like
+    code, out, err = _run(["report", a, a], capsys)
+    line = _one_error_line(code, err)
+    assert code == 2 and f"{a} is given twice" in line and out == ""
+    code, out, err = _run(["report", a, b, a / "report.json"], capsys)
+    line = _one_error_line(code, err)
+    assert code == 2 and f"{a} and {a / 'report.json'} are the same run" in line and out == ""
