@@ -15,7 +15,7 @@ def report(
     bootstrap_resamples: int = typer.Option(1000, "--bootstrap-resamples",
                                             help="Resamples of the paired bootstrap of each difference "
                                                  "(at least 100)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the paired bootstrap."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the paired bootstrap (>= 0)."),
 ) -> None:
     """Compare several evaluations (e.g. real-only vs real+synthetic classifiers) in one table.
 

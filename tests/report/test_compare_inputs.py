@@ -124,3 +124,10 @@ def test_the_same_run_twice_is_refused(capsys, bench_like):
     code, out, err = _run(["report", a, b, a / "report.json"], capsys)
     line = _one_error_line(code, err)
     assert code == 2 and f"{a} and {a / 'report.json'} are the same run" in line and out == ""
+
+
+def test_negative_seed_is_a_usage_error(capsys, bench_like):
+    _, a, b = bench_like
+    code, out, err = _run(["report", a, b, "--seed", "-1"], capsys)
+    line = _one_error_line(code, err)
+    assert code == 2 and "--seed" in line and out == ""
