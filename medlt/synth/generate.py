@@ -73,10 +73,11 @@ def sampling_settings(recipe, *, guidance_scale: float | None = None, sampler: s
     return s
 
 
-def make_plan(recipe, table, quota: str | None = None) -> SynthPlan:
+def make_plan(recipe, table, quota: str | None = None, plan_seed: int | None = None) -> SynthPlan:
+    """The synthesis plan; `plan_seed` fixes the multi-label vectors' seed (default: recipe.seed)."""
     y = train_label_matrix(table.frame, table.label_space, recipe.data.splits.train)
     return build_plan(table.label_space, y, quota or recipe.synth.quota, recipe.seed,
-                      recipe.data.group_thresholds)
+                      recipe.data.group_thresholds, plan_seed)
 
 
 def _real_run_plan(path: Path) -> bool:
@@ -198,7 +199,8 @@ def run_synth(recipe, out_dir: str | Path, *, generator=None, checkpoint: str | 
               dry_run: bool = False, classifier=None, classifier_sha256: str | None = None,
               min_confidence: float | None = None, rank: int = 0, world_size: int = 1,
               device: str = "cpu", show_progress: bool = True,
-              guidance_from: str | Path | None = None, near_copies: str | Path | None = None) -> SynthResult:
+              guidance_from: str | Path | None = None, near_copies: str | Path | None = None,
+              plan_seed: int | None = None) -> SynthResult:
     """Plan and (unless dry_run) generate a class-balanced synthetic training set into `out_dir`.
 
     `generator` (an object with `.generate`, `.label_space`, `.checkpoint_sha256`, `.image_shape`)
@@ -207,7 +209,7 @@ def run_synth(recipe, out_dir: str | Path, *, generator=None, checkpoint: str | 
     this, rank 0 writes plan.json and the manifests. `guidance_from`: a `medlt tune-guidance`
     guidance.json; each row then gets its group's scale (medlt.synth.guidance). `near_copies`: a
     feature extractor; images flagged as near-copies of real training images are dropped and
-    re-drawn (medlt.synth.near_copies).
+    re-drawn (medlt.synth.near_copies). `plan_seed`: the multi-label plan's seed (make_plan).
     """
     from medlt.utils.distributed import barrier
 
@@ -219,7 +221,7 @@ def run_synth(recipe, out_dir: str | Path, *, generator=None, checkpoint: str | 
         table = load_table(recipe)
     if not dry_run:
         generator, recipe = _generator_and_recipe(recipe, table, generator, checkpoint, device)
-    plan = make_plan(recipe, table, quota)
+    plan = make_plan(recipe, table, quota, plan_seed)
     settings: dict[str, Any] = {"quota": str(plan.quota), **sampling_settings(
         recipe, guidance_scale=guidance_scale, sampler=sampler, steps=steps, batch_size=batch_size)}
     if guidance_from is not None:

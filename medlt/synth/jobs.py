@@ -137,11 +137,13 @@ def multi_label_vectors(train_vectors: np.ndarray, targets: Sequence[int],
 
 
 def multi_label_jobs(names: Sequence[str], train_vectors: np.ndarray, targets: Sequence[int],
-                     recipe_seed: int) -> list[Job]:
+                     recipe_seed: int, plan_seed: int | None = None) -> list[Job]:
+    """The greedy rule's vectors drawn with `plan_seed` (default: the recipe seed); noise seeds
+    always from the recipe seed."""
     seen: Counter[str] = Counter()
     jobs: list[Job] = []
     as_tuple: dict[bytes, tuple[tuple[int, ...], str]] = {}  # vector -> (label tuple, bits)
-    for c, v in multi_label_vectors(train_vectors, targets, recipe_seed):
+    for c, v in multi_label_vectors(train_vectors, targets, recipe_seed if plan_seed is None else plan_seed):
         raw = v.tobytes()
         if raw not in as_tuple:
             t = tuple(int(x) for x in v)

@@ -1,7 +1,10 @@
 """The synthesis plan: per-class real / target / to-generate counts, the job list, and DIR/plan.json.
 
 `build_plan` is a pure function of the training labels, the quota and the recipe seed (see
-`medlt.synth.jobs` for the single- and multi-label rules). plan.json records the counts, the
+`medlt.synth.jobs` for the single- and multi-label rules). Multi-label: which label vectors are
+planned is drawn with the *plan seed*, the recipe seed unless a caller fixes another (`medlt bench`
+fixes its base recipe's seed, so every generator seed fills the copies control's plan); the noise
+seeds always come from the recipe seed. plan.json records the counts, the
 settings that determine the pixels (checkpoint hash, guidance, sampler, steps, batch size, output
 format, filter) and a fingerprint of the job list; a re-run into the same folder with different
 settings is refused instead of mixing two kinds of images.
@@ -50,6 +53,8 @@ class SynthPlan:
     classes: list[ClassPlan]
     jobs: list[Job]
     rule: str
+    #: the seed the multi-label vectors were drawn with (the recipe seed unless a caller fixed another)
+    plan_seed: int | None = None
     rejections: dict[str, int] = field(default_factory=dict)
     near_copies: dict[str, int] = field(default_factory=dict)  # of the rejections: near-copies dropped
 
@@ -73,14 +78,14 @@ def train_label_matrix(frame: pd.DataFrame, label_space: LabelSpace, train_split
 
 
 def build_plan(label_space: LabelSpace, train_labels: np.ndarray, quota: str | Quota, recipe_seed: int,
-               group_thresholds: Sequence[int]) -> SynthPlan:
+               group_thresholds: Sequence[int], plan_seed: int | None = None) -> SynthPlan:
     q = parse_quota(quota)
     y = np.asarray(train_labels, dtype=np.int64).reshape(-1, label_space.num_classes)
     real = [int(v) for v in y.sum(axis=0)]
     targets = class_targets(real, q)
     names = list(label_space.names)
     if label_space.multi_label:
-        jobs = multi_label_jobs(names, y, targets, recipe_seed)
+        jobs = multi_label_jobs(names, y, targets, recipe_seed, plan_seed)
         rule = MULTI_LABEL_RULE
     else:
         jobs = single_label_jobs(names, [t - r for t, r in zip(targets, real, strict=True)], recipe_seed)
@@ -90,7 +95,8 @@ def build_plan(label_space: LabelSpace, train_labels: np.ndarray, quota: str | Q
         added += np.asarray(j.label, np.int64)
     groups = label_space.groups(real, tuple(group_thresholds))
     classes = [ClassPlan(n, real[i], targets[i], int(added[i]), groups[i]) for i, n in enumerate(names)]
-    return SynthPlan(label_space, q, int(recipe_seed), classes, jobs, rule)
+    ps = int(recipe_seed if plan_seed is None else plan_seed)
+    return SynthPlan(label_space, q, int(recipe_seed), classes, jobs, rule, plan_seed=ps)
 
 
 def plan_to_dict(plan: SynthPlan, settings: dict[str, Any]) -> dict[str, Any]:
@@ -99,6 +105,7 @@ def plan_to_dict(plan: SynthPlan, settings: dict[str, Any]) -> dict[str, Any]:
         "version": PLAN_VERSION,
         "quota": str(plan.quota),
         "recipe_seed": plan.recipe_seed,
+        "plan_seed": plan.recipe_seed if plan.plan_seed is None else plan.plan_seed,
         "label_space": plan.label_space.to_dict(),
         "rule": plan.rule,
         "num_images": plan.num_images,
