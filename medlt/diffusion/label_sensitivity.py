@@ -7,7 +7,13 @@ For each class k it compares a *base* condition with a *flipped* one that asks f
 
 - single-label: base = the most frequent training class (the next most frequent when k is that class),
   flipped = k: "asked for k instead of the head class";
-- multi-label: base = no finding (the all-zero vector), flipped = k alone.
+- multi-label: base = "no finding" as the training data writes it, flipped = k alone. Where the label
+  space has a "No Finding" class (NIH-CXR-LT, MIMIC-CXR-LT), no finding is that class alone: the
+  all-zero vector never occurs in those training sets, so a base of zeros would measure movement away
+  from a condition the model never saw. For k = "No Finding" itself the base is the most frequent other
+  class alone. Without such a class (CT-RATE), no finding is the all-zero vector (a normal scan).
+  Every base and flipped vector has one positive label (or none), the commonest kind of training row
+  (the NIH phantom draws one primary class per image, so every one-class vector is a training vector).
 
 Two measurements, each as a ratio to the same change made by the noise instead of the label, so 1
 means "the label moves the output as much as a new seed does" and 0 means "the label is ignored":
@@ -34,26 +40,54 @@ from collections.abc import Sequence
 
 import torch
 
-from medlt.data.labels import group_of_count
+from medlt.data.labels import group_of_count, normalize_class_name
 from medlt.utils.seeding import derive_seed
 
 DEFINITION = ("per class: mean |output(flipped label) - output(base label)| over mean |output(other noise) - "
               "output(base)|, for samples from the same seeds (sample_ratio) and for the network's conditional "
               "prediction at timestep t (ratio); 0 = the label is ignored, 1 = it moves the output as much as "
-              "new noise. Base: the most frequent class (single-label) or no finding (multi-label).")
+              "new noise. Base: the most frequent class (single-label; the next most frequent for that class "
+              "itself) or no finding (multi-label: the 'No Finding' class alone where the label space has one, "
+              "else no label; for 'No Finding' itself the most frequent other class alone); each class's "
+              "base and flipped labels are in per_class[...]['base'] and ['flipped'].")
+
+NO_FINDING = "no finding"  # normalize_class_name of the class that marks an image without findings
+
+
+def no_finding_index(names: Sequence[str]) -> int | None:
+    """Index of the "No Finding" class (case, spaces, '_' and '-' ignored), None when there is none."""
+    keys = [normalize_class_name(n) for n in names]
+    return keys.index(NO_FINDING) if NO_FINDING in keys else None
+
+
+def _head_order(train_class_counts: Sequence[int]) -> list[int]:
+    return sorted(range(len(train_class_counts)), key=lambda c: (-int(train_class_counts[c]), c))
 
 
 def base_and_flipped(k: int, num_classes: int, multi_label: bool, train_class_counts: Sequence[int],
-                     n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(base, flipped) label batches of n rows asking for "not k" and "k" (see the module docstring)."""
-    if multi_label:
-        base = torch.zeros(n, num_classes)
-        flipped = base.clone()
-        flipped[:, k] = 1.0
-        return base, flipped
-    order = sorted(range(num_classes), key=lambda c: (-int(train_class_counts[c]), c))
-    head = order[0] if order[0] != k else order[1]
-    return torch.full((n,), head, dtype=torch.int64), torch.full((n,), k, dtype=torch.int64)
+                     n: int, no_finding: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(base, flipped) label batches of n rows asking for "not k" and "k" (see the module docstring).
+    `no_finding`: index of the label space's "No Finding" class (multi-label; `no_finding_index`)."""
+    if not multi_label:
+        order = _head_order(train_class_counts)
+        head = order[0] if order[0] != k else order[1]
+        return torch.full((n,), head, dtype=torch.int64), torch.full((n,), k, dtype=torch.int64)
+    base = torch.zeros(n, num_classes)
+    if no_finding is not None:
+        other = next((c for c in _head_order(train_class_counts) if c != no_finding), None)
+        on = no_finding if k != no_finding else other
+        if on is not None:
+            base[:, on] = 1.0
+    flipped = torch.zeros(n, num_classes)
+    flipped[:, k] = 1.0
+    return base, flipped
+
+
+def _positives(names: Sequence[str], row: torch.Tensor, multi_label: bool) -> list[str]:
+    """Class names a label row asks for ([] = no label set)."""
+    if not multi_label:
+        return [names[int(row)]]
+    return [names[i] for i in range(len(names)) if float(row[i]) > 0]
 
 
 def mean_abs_change(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -88,8 +122,9 @@ def label_sensitivity(gen, *, per_class: int = 4, timesteps: Sequence[int] = (10
     model, device = gen.model, gen.device
     counts = list(gen.train_class_counts)
     per: dict[str, dict] = {}
+    nf = no_finding_index(ls.names) if ls.multi_label else None
     for k, name in enumerate(ls.names):
-        base, flipped = base_and_flipped(k, ls.num_classes, ls.multi_label, counts, per_class)
+        base, flipped = base_and_flipped(k, ls.num_classes, ls.multi_label, counts, per_class, no_finding=nf)
         seeds = [derive_seed(seed, "label-sensitivity", name, i) for i in range(per_class)]
         other = [derive_seed(seed, "label-sensitivity-other-seed", name, i) for i in range(per_class)]
         kw = {"guidance_scale": guidance_scale, "num_inference_steps": num_inference_steps, "sampler": sampler}
@@ -97,7 +132,9 @@ def label_sensitivity(gen, *, per_class: int = 4, timesteps: Sequence[int] = (10
         lab = mean_abs_change(x_flip, x_base)
         sd = mean_abs_change(x_other, x_base)
         entry = {"group": group_of_count(int(counts[k]), tuple(group_thresholds)), "train_count": int(counts[k]),
-                 "n": per_class, "sample_label_change": lab, "sample_seed_change": sd,
+                 "n": per_class, "base": _positives(ls.names, base[0], ls.multi_label),
+                 "flipped": _positives(ls.names, flipped[0], ls.multi_label),
+                 "sample_label_change": lab, "sample_seed_change": sd,
                  "sample_ratio": lab / sd if sd > 0 else None, "per_timestep": {}}
         x0 = x_base.to(device)
         yb, yf = base.to(device), flipped.to(device)
@@ -116,8 +153,19 @@ def label_sensitivity(gen, *, per_class: int = 4, timesteps: Sequence[int] = (10
         if progress is not None:
             progress(k)
     return {"definition": DEFINITION, "multi_label": ls.multi_label,
-            "conditioning": getattr(model, "conditioning", None), "per_class": per,
+            "base": base_description(ls.names, ls.multi_label), "conditioning": getattr(model, "conditioning", None), "per_class": per,
             "timesteps": [int(t) for t in timesteps], "summary": summarise(per, [int(t) for t in timesteps])}
+
+
+def base_description(names: Sequence[str], multi_label: bool) -> str:
+    """The base condition in words, as the reports state it."""
+    if not multi_label:
+        return "the most frequent training class (for that class itself the next most frequent); flipped: the class"
+    nf = no_finding_index(names)
+    if nf is None:
+        return "no finding (no label set); flipped: the class alone"
+    return (f"'{names[nf]}' alone (for '{names[nf]}' itself the most frequent other class alone); "
+            "flipped: the class alone")
 
 
 def summarise(per: dict[str, dict], timesteps: Sequence[int]) -> dict:
@@ -144,8 +192,7 @@ def render_markdown(rep: dict) -> str:
     lines = ["# Label sensitivity", "",
              "How far asking for a class moves the generator's output, relative to a new seed (samples) or new "
              "noise (the network's prediction at timestep t). 0 = the label is ignored; 1 = as much as the noise. "
-             + ("Base condition: no finding; flipped: the class alone." if rep["multi_label"] else
-                "Base condition: the most frequent class; flipped: the class."), "",
+             + f"Base condition: {rep['base']}.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
     for name, e in rep["per_class"].items():
@@ -169,7 +216,8 @@ def compare_markdown(reports: dict[str, dict], differing_keys: Sequence[str] = (
     head = ["checkpoint", "conditioning", "step", "scope", "sample label / seed change",
             *[f"prediction ratio t={t}" for t in ts], "label / time embedding"]
     lines = ["# Label sensitivity, side by side", "",
-             "Same measurements, seeds and conditions for every checkpoint (0 = the label is ignored)."
+             "Same measurements, seeds and conditions for every checkpoint (0 = the label is ignored). "
+             f"Base condition: {first['base']}."
              + (f" The checkpoints differ in: {', '.join(differing_keys)} (each taken from its checkpoint)."
                 if differing_keys else ""), "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

@@ -31,8 +31,38 @@ def test_base_and_flipped():
     assert b.tolist() == [1, 1] and f.tolist() == [0, 0]  # class 0 is the head: compared with the next one
     b, f = base_and_flipped(2, 3, False, [12, 8, 4], 2)
     assert b.tolist() == [0, 0] and f.tolist() == [2, 2]
-    b, f = base_and_flipped(1, 3, True, [12, 8, 4], 2)
+    b, f = base_and_flipped(1, 3, True, [12, 8, 4], 2)  # no "No Finding" class: no label set
     assert b.tolist() == [[0, 0, 0]] * 2 and f.tolist() == [[0, 1, 0]] * 2
+    b, f = base_and_flipped(1, 3, True, [12, 8, 4], 2, no_finding=2)
+    assert b.tolist() == [[0, 0, 1]] * 2 and f.tolist() == [[0, 1, 0]] * 2
+    b, f = base_and_flipped(0, 3, True, [12, 8, 4], 1, no_finding=0)  # the no-finding class itself
+    assert b.tolist() == [[0, 1, 0]] and f.tolist() == [[1, 0, 0]]
+
+
+def test_multi_label_base_is_the_no_finding_class_not_zeros(checkpoints):
+    """Where "No Finding" is a class (NIH-CXR-LT), the all-zero vector is no training vector: the base
+    asked of the generator is "No Finding" alone (for "No Finding" itself, the most frequent other
+    class alone), and the report names it."""
+    from medlt.data.labels import LabelSpace
+
+    gen = load_generator(checkpoints[True])
+    gen.label_space = LabelSpace(("No Finding", "beta", "gamma"), True)  # training counts 12, 8, 4
+    asked = []
+    generate = gen.generate
+
+    def spy(labels, seeds, **kw):
+        asked.append(labels.tolist())
+        return generate(labels, seeds, **kw)
+
+    gen.generate = spy
+    rep = label_sensitivity(gen, per_class=1, timesteps=(50,), num_inference_steps=2)
+    # per class: base, flipped, base with other seeds
+    assert [a[0] for a in asked[0::3]] == [[0, 1, 0], [1, 0, 0], [1, 0, 0]]
+    assert [a[0] for a in asked[1::3]] == [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
+    assert all(0 < sum(sum(r) for r in a) for a in asked)  # never the all-zero vector
+    assert rep["per_class"]["gamma"]["base"] == ["No Finding"] and rep["per_class"]["gamma"]["flipped"] == ["gamma"]
+    assert rep["per_class"]["No Finding"]["base"] == ["beta"]
+    assert rep["base"].startswith("'No Finding' alone")
 
 
 def _cut_label_path(gen) -> None:
