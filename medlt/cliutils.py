@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -31,6 +31,30 @@ def load_recipe_cli(path: Path, sets: list[str] | None, *, uses: tuple[str, ...]
     if "classifier" in uses:
         check_classifier_shapes(recipe, str(path))
     return recipe
+
+
+def comma_list(text: str, option: str, convert: Callable[[str], T], *, kind: str = "values") -> list[T]:
+    """The items of a comma-separated option value, each through `convert` (e.g. int, float).
+
+    UsageError (exit 2) naming `option` for an empty value, an empty item ('a,,b', a trailing comma),
+    an item `convert` refuses, or an item given twice."""
+    from medlt.errors import UsageError
+
+    items = [p.strip() for p in text.split(",")]
+    if not any(items):
+        raise UsageError(f"{option} '{text}': empty; give comma-separated {kind}")
+    if "" in items:
+        raise UsageError(f"{option} '{text}': an empty item (two commas in a row, or a comma at either end)")
+    values: list[T] = []
+    for item in items:
+        try:
+            v = convert(item)
+        except (TypeError, ValueError):
+            raise UsageError(f"{option} '{text}': '{item}' is not valid (comma-separated {kind} expected)") from None
+        if v in values:
+            raise UsageError(f"{option} '{text}': '{item}' is given twice")
+        values.append(v)
+    return values
 
 
 def progress(iterable: Iterable[T], *, total: int | None = None, desc: str = "",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from medlt.cliutils import RECIPE_ARG, SET_OPT, load_recipe_cli
+from medlt.cliutils import RECIPE_ARG, SET_OPT, comma_list, load_recipe_cli
 
 
 def train_cmd(
@@ -67,7 +67,7 @@ def sample_cmd(
 
     from medlt.diffusion.images import contact_sheet, save_png, to_display
     from medlt.diffusion.sample import load_generator, recipe_for_generator
-    from medlt.errors import MedltError
+    from medlt.errors import MedltError, UsageError
     from medlt.utils.device import resolve_device
     from medlt.utils.seeding import derive_seed
 
@@ -96,9 +96,9 @@ def sample_cmd(
     smp = sampler or r.sampling.sampler
     t_max = gen.recipe.diffusion.num_train_timesteps
     if not 1 <= s <= t_max:
-        raise MedltError(f"--steps must be between 1 and the model's num_train_timesteps={t_max} (got {s})")
+        raise UsageError(f"--steps must be between 1 and the model's num_train_timesteps={t_max} (got {s})")
     if not w >= 0:
-        raise MedltError(f"--guidance must be >= 0 (got {w})")
+        raise UsageError(f"--guidance must be >= 0 (got {w})")
     seeds = [derive_seed(seed, tag, i) for i in range(num)]
     x = gen.generate(y, seeds, guidance_scale=w, num_inference_steps=s, sampler=smp)
     out.mkdir(parents=True, exist_ok=True)
@@ -159,14 +159,10 @@ def tune_guidance_cmd(
     OUT/guidance.json (use it with `medlt synth --guidance-from OUT/guidance.json`) and
     OUT/guidance.png (FID and fidelity vs scale, one line per group).
     """
-    from medlt.diffusion.tune_guidance import tune_guidance
-    from medlt.errors import MedltError
+    from medlt.diffusion.tune_guidance import check_scales, tune_guidance
     from medlt.utils.device import resolve_device
 
-    try:
-        values = [float(v) for v in scales.split(",") if v.strip()]
-    except ValueError:
-        raise MedltError(f"--scales must be comma-separated numbers, got '{scales}'") from None
+    values = check_scales(comma_list(scales, "--scales", float, kind="numbers"))  # before any file is read
     r = load_recipe_cli(recipe, sets)
     dev = str(resolve_device(device, "--device"))
     _check_out_folder(out)
@@ -183,11 +179,12 @@ def label_sensitivity_cmd(
                                           help="RUN/checkpoints/last.pt or a RUN folder; repeat it to compare "
                                                "checkpoints (e.g. two conditioning designs) side by side."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder: label_sensitivity.json and .md (with "
-                             "several checkpoints: one subfolder each and comparison.md/.json)."),
+                             "several checkpoints: one subfolder each and comparison.md/.json). A previous "
+                             "run's reports there are replaced."),
     per_class: int = typer.Option(4, "--per-class", min=1, help="Images per class and condition."),
     timesteps: str = typer.Option(None, "--timesteps",
-                                  help="Comma-separated timesteps t in [0, num_train_timesteps) at which the "
-                                       "network's prediction is compared (default: 10%, 50% and 90% of the "
+                                  help="Comma-separated distinct timesteps t in [0, num_train_timesteps) at which "
+                                       "the network's prediction is compared (default: 10%, 50% and 90% of the "
                                        "model's num_train_timesteps)."),
     guidance: float = typer.Option(None, "--guidance", "-w",
                                    help="Guidance scale ω of the samples (default: recipe sampling.guidance_scale)."),
@@ -198,31 +195,30 @@ def label_sensitivity_cmd(
 ) -> None:
     """Does the label steer the generator? Per class, how far asking for that class moves the samples
     and the network's prediction, relative to changing the noise (0 = the label is ignored, 1 = as much
-    as a new seed). Single-label: the class vs the most frequent class; multi-label: the class alone vs
-    no finding. Needs no data and no judge, so run it on any checkpoint before synthesising from it.
+    as a new seed). Single-label: the class vs the most frequent class (for that class itself, the next
+    most frequent); multi-label: the class alone vs no finding ("No Finding" alone where it is a class,
+    else no label). Needs no data and no judge, so run it on any checkpoint before synthesising from it.
     Writes label_sensitivity.json and label_sensitivity.md and prints the table; with several
-    --checkpoint, the same seeds and conditions for each and a side-by-side comparison.md."""
+    --checkpoint (all with one num_train_timesteps), the same seeds and conditions for each and a
+    side-by-side comparison.md."""
     import json
 
+    from medlt.cliutils import comma_list
     from medlt.diffusion.label_sensitivity import compare_markdown, label_sensitivity, render_markdown
     from medlt.diffusion.model_keys import differing_model_keys
     from medlt.diffusion.sample import load_generator, recipe_for_generator
-    from medlt.errors import MedltError
+    from medlt.errors import UsageError
     from medlt.utils.atomic import atomic_write_text
     from medlt.utils.device import resolve_device
     from medlt.utils.progress import Progress
 
-    try:
-        ts = None if timesteps is None else [int(t) for t in timesteps.split(",") if t.strip()]
-    except ValueError:
-        raise MedltError(f"--timesteps: comma-separated integers expected, got '{timesteps}'") from None
-    if ts is not None and not ts:
-        raise MedltError("--timesteps: give at least one timestep")
+    ts = None if timesteps is None else comma_list(timesteps, "--timesteps", int, kind="integers")
     r0 = load_recipe_cli(recipe, sets)
     dev = resolve_device(device, "--device")
     _check_out_folder(out, holds="label_sensitivity.json and .md")
     names = _checkpoint_names(checkpoint)
     gens = [load_generator(c, device=dev) for c in checkpoint]
+    _check_same_timesteps(checkpoint, [g.recipe.diffusion.num_train_timesteps for g in gens])
     # keys on which the compared checkpoints differ (e.g. the conditioning design) come from each one
     compared = differing_model_keys([g.recipe for g in gens]) if len(gens) > 1 else frozenset()
     reports = {}
@@ -232,14 +228,14 @@ def label_sensitivity_cmd(
         t_max = gen.recipe.diffusion.num_train_timesteps
         t_list = ts if ts is not None else [int(t_max * f) for f in (0.1, 0.5, 0.9)]
         if any(not 0 <= t < t_max for t in t_list):
-            raise MedltError(f"--timesteps must lie in [0, {t_max}) (the model's num_train_timesteps of "
+            raise UsageError(f"--timesteps must lie in [0, {t_max}) (the model's num_train_timesteps of "
                              f"{ckpt}), got {t_list}")
         s = r.sampling.num_inference_steps if steps is None else steps
         if not 1 <= s <= t_max:
-            raise MedltError(f"--steps must be between 1 and the model's num_train_timesteps={t_max} (got {s})")
+            raise UsageError(f"--steps must be between 1 and the model's num_train_timesteps={t_max} (got {s})")
         w = r.sampling.guidance_scale if guidance is None else guidance
         if not w >= 0:
-            raise MedltError(f"--guidance must be >= 0 (got {w})")
+            raise UsageError(f"--guidance must be >= 0 (got {w})")
         desc = "label sensitivity" + (f" ({name})" if len(checkpoint) > 1 else "")
         bar = Progress(gen.label_space.num_classes, desc=desc, unit="class")
         try:
@@ -251,9 +247,10 @@ def label_sensitivity_cmd(
         finally:
             bar.close()
         rep.update({"checkpoint": str(ckpt), "checkpoint_sha256": gen.checkpoint_sha256, "step": gen.step,
-                    "guidance_scale": w, "num_inference_steps": s, "sampler": r.sampling.sampler,
-                    "per_class_images": per_class})
+                    "num_train_timesteps": t_max, "guidance_scale": w, "num_inference_steps": s,
+                    "sampler": r.sampling.sampler, "per_class_images": per_class})
         reports[name] = rep
+    _remove_previous_reports(out)  # a reused --out holds this run's reports only
     if len(checkpoint) == 1:
         rep = reports[names[0]]
         out.mkdir(parents=True, exist_ok=True)
@@ -269,20 +266,48 @@ def label_sensitivity_cmd(
         atomic_write_text(out / name / "label_sensitivity.md", render_markdown(rep))
     md = compare_markdown(reports, sorted(compared))
     atomic_write_text(out / "comparison.json", json.dumps(
-        {name: {**{k: rep[k] for k in ("checkpoint", "conditioning", "step", "summary")},
+        {name: {**{k: rep[k] for k in ("checkpoint", "conditioning", "step", "base", "summary")},
                 "differing_model_keys": sorted(compared)} for name, rep in reports.items()}, indent=1))
     atomic_write_text(out / "comparison.md", md)
     typer.echo(md)
     typer.echo(f"written: {out / 'comparison.md'} and one folder per checkpoint ({', '.join(names)})")
 
 
+LABEL_SENSITIVITY_REPORTS = ("label_sensitivity.json", "label_sensitivity.md")
+
+
+def _remove_previous_reports(out: Path) -> None:
+    """Delete what an earlier `medlt label-sensitivity` wrote into `out` (its reports, comparison.md/.json,
+    and each checkpoint subfolder's reports; a subfolder left empty goes too), so that no earlier
+    comparison or report stands beside the new one. Other files are left alone."""
+    if not out.is_dir():
+        return
+    for sub in [out, *(p for p in out.iterdir() if p.is_dir())]:
+        for f in (*LABEL_SENSITIVITY_REPORTS, *(("comparison.json", "comparison.md") if sub == out else ())):
+            (sub / f).unlink(missing_ok=True)
+        if sub != out and not any(sub.iterdir()):
+            sub.rmdir()
+
+
+def _check_same_timesteps(checkpoints: list[Path], num_train_timesteps: list[int]) -> None:
+    """UsageError naming two checkpoints whose num_train_timesteps differ: a timestep t is another point
+    of the noise schedule in each, so their prediction ratios at t cannot share a column."""
+    from medlt.errors import UsageError
+
+    for c, t in zip(checkpoints[1:], num_train_timesteps[1:], strict=True):
+        if t != num_train_timesteps[0]:
+            raise UsageError(f"--checkpoint: {checkpoints[0]} has num_train_timesteps={num_train_timesteps[0]} "
+                             f"but {c} has {t}; timestep t is another point of the noise schedule in each, so "
+                             "compare checkpoints with one num_train_timesteps (or measure each alone)")
+
+
 def _checkpoint_names(checkpoints: list[Path]) -> list[str]:
     """Short unique names for checkpoints: the run folder's name, with the file's stem unless it is
     last.pt (RUN/checkpoints/step2000.pt -> RUN-step2000); numbered where two still share one."""
-    from medlt.errors import MedltError
+    from medlt.errors import UsageError
 
     if len({str(c.resolve()) for c in checkpoints}) != len(checkpoints):
-        raise MedltError("--checkpoint: the same checkpoint is given twice")
+        raise UsageError("--checkpoint: the same checkpoint is given twice")
     base = []
     for c in checkpoints:
         if c.suffix != ".pt":

@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 
 from medlt.data.labels import GROUPS
-from medlt.errors import DataError, MedltError
+from medlt.errors import DataError, MedltError, UsageError
 from medlt.utils.atomic import atomic_write_bytes, atomic_write_text
 from medlt.utils.seeding import derive_seed
 
@@ -76,6 +76,15 @@ def choose_scale(rows: Sequence[dict], fallback: float) -> tuple[float, str]:
     return float(fallback), "no FID or fidelity values; the recipe's sampling.guidance_scale"
 
 
+def check_scales(scales: Sequence[float]) -> list[float]:
+    """The guidance scales as floats; UsageError naming --scales unless there is at least one and each
+    is a finite number >= 0."""
+    values = [float(s) for s in scales]
+    if not values or any(not math.isfinite(s) or s < 0 for s in values):
+        raise UsageError(f"--scales must be numbers >= 0, got {', '.join(f'{s:g}' for s in values) or 'none'}")
+    return values
+
+
 def _group_fidelity(report: dict, group: str) -> float | None:
     if report.get("mode") == "single-label" or "group_mean_fidelity" in report:
         v = (report.get("group_mean_fidelity") or {}).get(group)
@@ -114,11 +123,9 @@ def tune_guidance(recipe, checkpoint: str | Path, reference: str | Path, out_dir
     from medlt.metrics.fidelity import ClassFidelityAccumulator
 
     log = log or (lambda s: None)
-    scales = sorted({float(s) for s in scales})
-    if not scales or any(not math.isfinite(s) or s < 0 for s in scales):
-        raise MedltError(f"--scales must be numbers >= 0, got {scales}")
+    scales = sorted({float(s) for s in check_scales(scales)})
     if per_class < 2:
-        raise MedltError(f"--per-class must be >= 2 (FID needs two images per class), got {per_class}")
+        raise UsageError(f"--per-class must be >= 2 (FID needs two images per class), got {per_class}")
     if recipe.data.splits.val is None:
         raise DataError("data.splits.val is null: tune-guidance scores against the real balanced-val split")
     gen = load_generator(checkpoint, device=device)
@@ -132,6 +139,9 @@ def tune_guidance(recipe, checkpoint: str | Path, reference: str | Path, out_dir
     names = list(ls.names)
     sampler = sampler or recipe.sampling.sampler
     steps = int(steps or recipe.sampling.num_inference_steps)
+    t_max = gen.recipe.diffusion.num_train_timesteps
+    if not 1 <= steps <= t_max:
+        raise UsageError(f"--steps must be between 1 and the model's num_train_timesteps={t_max} (got {steps})")
     check_sampler(sampler, gen.recipe.diffusion.objective)
     ref = load_reference(reference, recipe, ls, device)
     extractor = reference_name(ref)

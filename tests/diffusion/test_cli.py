@@ -59,7 +59,7 @@ def _fail(argv, capsys) -> tuple[int, list[str]]:
     from medlt.cli import main
 
     with pytest.raises(SystemExit) as e:
-        main(argv)
+        main([str(a) for a in argv])
     return e.value.code, capsys.readouterr().err.strip().splitlines()
 
 
@@ -218,5 +218,31 @@ def test_sample_out_of_range_options_are_one_line(toy_run, capsys, flag, value, 
     out = tmp / f"bad-{flag}-{value}"
     code, err = _fail(["sample", str(recipe), "--checkpoint", str(tmp / "run"), "--class", "beta", "--num", "1",
                        "--out", str(out), flag, value], capsys)
-    assert code != 0 and len(err) == 1 and expected in err[0], err
+    assert code == 2 and len(err) == 1 and expected in err[0], err  # a command-line error: exit 2
     assert not out.exists()
+
+
+@pytest.mark.parametrize("scales, expected", [
+    ("0,-1", "--scales must be numbers >= 0, got 0, -1"),
+    ("0,nan", "--scales must be numbers >= 0"),
+    ("0,x", "'x' is not valid (comma-separated numbers expected)"),
+    ("0,,1", "an empty item"),
+    ("0,1,", "an empty item"),
+    ("", "empty; give comma-separated numbers"),
+    ("1,1.0", "'1.0' is given twice"),
+])
+def test_tune_guidance_bad_scales_exit_2_before_any_file_is_read(tmp_path, capsys, scales, expected):
+    code, err = _fail(["tune-guidance", tmp_path / "no-recipe.yaml", "--checkpoint", tmp_path / "run",
+                       "--reference-classifier", tmp_path / "clf", "--out", tmp_path / "g", "--scales", scales],
+                      capsys)
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: --scales") and expected in err[0], err
+    assert not (tmp_path / "g").exists()
+
+
+def test_tune_guidance_steps_above_the_models_timesteps_exit_2(toy_run, capsys):
+    tmp, recipe = toy_run
+    out = tmp / "tune-steps"
+    code, err = _fail(["tune-guidance", recipe, "--checkpoint", tmp / "run", "--reference-classifier",
+                       tmp / "no-clf", "--out", out, "--steps", "101", "--device", "cpu"], capsys)
+    assert code == 2 and len(err) == 1 and "--steps must be between 1 and" in err[0], err
+    assert "num_train_timesteps=100 (got 101)" in err[0] and not out.exists()
