@@ -20,8 +20,15 @@ Aggregation per method over its cells v[g][k] (generator seed g, classifier seed
 all cells that have the value; `sd_generator_seeds` = sample SD over g of the per-g means over k;
 `sd_classifier_seeds` = mean over g of the sample SD over k (None with one seed). Δ bAcc vs the
 real-only and the copies controls: pairs (control c<k>, method g<s>/c<k>) on the same test images,
-the point value and percentile interval of the mean paired difference (medlt.bench.paired_mean),
-and the SDs of the per-cell differences as above.
+the point value of the mean paired difference with two percentile intervals (medlt.bench.paired_mean):
+"95% CI, test images" (test-set noise given the trained models) and "95% CI, seeds + test images"
+(a hierarchical bootstrap that also draws the seed pairs), each seed pair's Δ (`per_seed_pair`), and
+the SDs of the per-cell differences as above.
+
+The judge's ceiling per class (`judge`): single-label its recall on the real test images (classes
+below evaluate.judge_min_real_recall are kept out of the fidelity means); multi-label, whose fidelity
+is a threshold-free AUROC, its AUROC on the real test images (classes at or below chance, 0.5, are
+kept out). The classes kept out are the ones the cells' evaluate kept out.
 """
 
 from __future__ import annotations
@@ -102,8 +109,13 @@ def cell_metrics(report: dict, extractor_name: str | None) -> dict:
     pc = fid.get("per_class") or {}
     key = "auroc" if multi else "fidelity"
     m["per_class_fidelity"] = {n: _num((pc.get(n) or {}).get(key)) for n in names} if pc else None
-    m["judge_real_recall"] = ({n: _num((pc.get(n) or {}).get("judge_real_recall")) for n in names}
-                              if pc and any("judge_real_recall" in (pc.get(n) or {}) for n in names) else None)
+    for jk in ("judge_real_recall", "judge_real_auroc"):  # the judge's ceiling per class (see the docstring)
+        if pc and any(jk in (pc.get(n) or {}) for n in names):
+            m[jk] = {n: _num((pc.get(n) or {}).get(jk)) for n in names}
+    if "classes_judge_cannot_recognise" in fid:
+        m["judge_cannot_recognise"] = list(fid["classes_judge_cannot_recognise"])
+    if "judge_min_real_recall" in fid:
+        m["judge_min_real_recall"] = float(fid["judge_min_real_recall"])
     # how many classes entered each scoped number: [entered, classes of the scope]
     entered: dict[str, list[int]] = {}
     cim = fid.get("classes_in_means") or {}
@@ -134,6 +146,36 @@ def aggregate(grid: dict[int, dict[int, float | None]]) -> dict:
     return {"mean": float(np.mean(allv)) if allv else None, "n": len(allv),
             "sd_generator_seeds": _sd(per_g) if len(grid) > 1 else None,
             "sd_classifier_seeds": float(np.mean(sds_k)) if sds_k else None}
+
+
+def min_real_recall(report: dict) -> float:
+    """evaluate.judge_min_real_recall as the cells' evaluate used it (0 is a value: keep every class)."""
+    v = _get(report, "generation", "class_fidelity", "judge_min_real_recall")
+    if v is None:
+        v = _get(report, "recipe", "evaluate", "judge_min_real_recall")
+    return 0.5 if v is None else float(v)
+
+
+def judge_summary(judge_metrics: dict | None, label_space: LabelSpace, first_report: dict) -> dict:
+    """bench.json's judge ceiling: per class the judge's recall (single-label) or AUROC (multi-label)
+    on the real test images, and the classes its cells' evaluate kept out of the fidelity means."""
+    jm = judge_metrics or {}
+    auroc, recall = jm.get("judge_real_auroc"), jm.get("judge_real_recall")
+    out: dict = {"real_recall_per_class": recall, "real_auroc_per_class": auroc,
+                 "ceiling": "AUROC" if auroc else "recall" if recall else None,
+                 "min_real_recall": None if auroc else (jm["judge_min_real_recall"] if "judge_min_real_recall" in jm
+                                                         else min_real_recall(first_report)),
+                 "real_auroc_above": 0.5 if auroc else None}
+    values = auroc or recall
+    if not values:
+        out["classes_it_cannot_recognise"] = None
+    elif "judge_cannot_recognise" in jm:
+        out["classes_it_cannot_recognise"] = list(jm["judge_cannot_recognise"])
+    else:  # a report from before evaluate recorded the list: the same rule as evaluate's
+        out["classes_it_cannot_recognise"] = [
+            n for n in label_space.names if values.get(n) is None
+            or (values[n] <= 0.5 if auroc else values[n] < out["min_real_recall"])]
+    return out
 
 
 def _row_cells(plan: BenchPlan, method: str) -> dict[int, dict[int, Path]]:
@@ -173,7 +215,7 @@ def build_table(plan: BenchPlan, judge: Judge, settings: dict, *, n_resamples: i
         if c.dir in reports:
             entry["metrics"] = cell_metrics(reports[c.dir], ext_name)
     by_dir = {c.dir: e for c, e in zip(plan.cells, cells_out, strict=True)}
-    judge_recall: dict = {}
+    judge_metrics: dict = {}
 
     pred_cache: dict = {}
 
@@ -197,11 +239,15 @@ def build_table(plan: BenchPlan, judge: Judge, settings: dict, *, n_resamples: i
 
     def delta_block(pairs, grid) -> dict:
         diff = mean_paired_difference(pairs, ls, groups, threshold=threshold, n_resamples=n_resamples, seed=seed)
-        out = {"n_pairs": diff["n_pairs"], "bootstrap": {k: diff[k] for k in ("n_resamples", "seed", "level",
-                                                                           "resampling")}}
+        out = {"n_pairs": diff["n_pairs"], "bootstrap": {k: diff[k] for k in (
+            "n_resamples", "seed", "level", "resampling", "resampling_seeds_and_test_images")}}
         for key, dk in (("all", "headline"), *((g, g) for g in GROUPS)):
             agg = aggregate({g: {k: v[key] for k, v in r.items()} for g, r in grid.items()})
             out[key] = {"mean_paired_difference": diff[dk], **agg}
+        # each seed pair's Δ (the order of the pairs: generator seed, then classifier seed)
+        out["per_seed_pair"] = [{"generator_seed": None if g == -1 else g, "classifier_seed": k,
+                                 **{key: v[key] for key in ("all", *GROUPS)}}
+                                for g, r in grid.items() for k, v in r.items()]
         return out
 
     ideal_pairs = ([preds(plan.copies(k).dir, plan.ideal_cell(k).dir) for k in plan.classifier_seeds]
@@ -235,9 +281,9 @@ def build_table(plan: BenchPlan, judge: Judge, settings: dict, *, n_resamples: i
                 {n: (float(np.mean(v)) if (v := [p[n] for p in pcs if p[n] is not None]) else None) for n in ls.names}
                 if pcs else None)
             for d in first_dirs:
-                jr = by_dir[d]["metrics"].get("judge_real_recall")
-                if jr and not judge_recall:
-                    judge_recall.update(jr)
+                jm = by_dir[d]["metrics"]
+                if not judge_metrics and (jm.get("judge_real_recall") or jm.get("judge_real_auroc")):
+                    judge_metrics.update(jm)
         row["classifier_wall_s"] = aggregate({g: {k: by_dir[d]["wall_s"] for k, d in r.items()}
                                               for g, r in grid_dirs.items()})
         refs = [c for c in ("real", "copies") if c != method and not (method == "real" and c == "copies")]
@@ -260,6 +306,8 @@ def build_table(plan: BenchPlan, judge: Judge, settings: dict, *, n_resamples: i
         headroom = {k: d[dk]["mean_paired_difference"] for k, dk in (("headline", "all"), *((g, g) for g in GROUPS))}
         e = headroom["headline"]
         headroom["can_tell_synthesis_from_copying"] = bool(e and e["interval"] and e["interval"][0] > 0)
+        iv_s = e and e.get("interval_seeds_and_test_images")
+        headroom["can_tell_synthesis_from_copying_with_seed_noise"] = bool(iv_s and iv_s[0] > 0) if iv_s else None
     counts = first["train_class_counts"]
     order = sorted(range(len(ls.names)), key=lambda i: (-counts[i], i))
     return {
@@ -270,23 +318,24 @@ def build_table(plan: BenchPlan, judge: Judge, settings: dict, *, n_resamples: i
                        "all cells; sd_generator_seeds = SD over generator seeds of the per-seed means; "
                        "sd_classifier_seeds = mean over generator seeds of the SD over classifier seeds. "
                        "delta_bacc_vs_*: mean paired difference (method - control, same classifier seed, same "
-                       "test images; vs plain: same generator seed too) with a percentile bootstrap interval "
-                       "over test images. headroom = bAcc(ideal) - bAcc(copies) (phantoms: ideal = new phantom "
+                       "test images; vs plain: same generator seed too) with two percentile bootstrap intervals: "
+                       "'interval' over test images only, 'interval_seeds_and_test_images' a hierarchical "
+                       "bootstrap drawing the seed pairs with replacement and then the test images (None with "
+                       "one seed pair); per_seed_pair: each pair's difference. headroom = bAcc(ideal) - "
+                       "bAcc(copies) (phantoms: ideal = new phantom "
                        "images for the same plan); share_of_headroom = (method - copies) / headroom, numerator "
                        "and denominator bootstrapped on the same resamples, shown only where the headroom's "
-                       "interval lies above 0. classes_entered: [classes that entered, classes of the scope] "
+                       "test-image interval lies above 0; no resample is dropped, so a resample with zero "
+                       "headroom makes an end infinite (null in JSON, 'unbounded' flags it). classes_entered: "
+                       "[classes that entered, classes of the scope] "
                        "per scoped number (FID/KID: enough real and synthetic images; fidelity: classes the "
-                       "judge recognises on real test images)."),
+                       "judge recognises on real test images: single-label its recall there is at least "
+                       "evaluate.judge_min_real_recall, multi-label its AUROC there is above 0.5)."),
         "settings": settings,
         "judge": {"kind": judge.kind, "source": judge.source, "reference_classifier": str(judge.reference),
                   "feature_extractor": str(judge.extractor), "feature_extractor_name": ext_name,
                   "features_trained_on_compared_images": judge.trained_on_compared_images,
-                  "real_recall_per_class": judge_recall or None,
-                  "min_real_recall": float(_get(first, "recipe", "evaluate", "judge_min_real_recall") or 0.5),
-                  "classes_it_cannot_recognise": sorted(
-                      (n for n, v in judge_recall.items()
-                       if v is None or v < float(_get(first, "recipe", "evaluate", "judge_min_real_recall") or 0.5)),
-                      key=ls.names.index) if judge_recall else None},
+                  **judge_summary(judge_metrics, ls, first)},
         "controls": plan.controls,
         "headroom": headroom,
         "label_space": {"names": list(ls.names), "multi_label": ls.multi_label},
@@ -311,15 +360,26 @@ def _ms(a: dict | None, digits: int = 3) -> str:
     return s
 
 
+def _iv(iv, significant: bool | None = None, digits: int = 3, unbounded=None) -> str:
+    """'[lo, hi]' (an infinite or null end flagged in `unbounded` reads −∞ / +∞), ' n.s.' when not
+    significant; '–' without an interval."""
+    if not iv:
+        return "–"
+    ub = unbounded or [False, False]
+    lo = "−∞" if ub[0] or iv[0] is None or iv[0] == -math.inf else f"{iv[0]:+.{digits}f}"
+    hi = "+∞" if ub[1] or iv[1] is None or iv[1] == math.inf else f"{iv[1]:+.{digits}f}"
+    return f"[{lo}, {hi}]" + (" n.s." if significant is False else "")
+
+
 def _delta(d: dict | None) -> str:
+    """'Δ [95% CI, test images] · [95% CI, seeds + test images]'."""
     if not d or not d.get("mean_paired_difference"):
         return "–"
     e = d["mean_paired_difference"]
-    iv = e.get("interval")
     s = f"{e['difference']:+.3f}"
-    if iv:
-        s += f" [{iv[0]:+.3f}, {iv[1]:+.3f}]" + ("" if e["significant"] else " n.s.")
-    return s
+    if e.get("interval"):
+        s += " " + _iv(e["interval"], e["significant"])
+    return s + " · " + _iv(e.get("interval_seeds_and_test_images"), e.get("significant_seeds_and_test_images"))
 
 
 def _counts(row: dict, key: str) -> str:
@@ -333,13 +393,22 @@ def _counts(row: dict, key: str) -> str:
 
 
 def _share(d: dict | None) -> str:
+    """'share [95% CI, test images] · [95% CI, seeds + test images]', 'unbounded' after an interval
+    with an infinite end (resamples with zero headroom)."""
     if not d:
         return "–"
     if not d.get("shown"):
         return "no headroom"
     sh = d["share"]
-    iv = sh["interval"]
-    return f"{sh['value']:+.2f} [{iv[0]:+.2f}, {iv[1]:+.2f}]"
+    parts = []
+    for ik, uk in (("interval", "unbounded"), ("interval_seeds_and_test_images", "unbounded_seeds_and_test_images")):
+        iv, ub = sh.get(ik), sh.get(uk)
+        if not iv:
+            parts.append("–")
+            continue
+        ub = ub or [iv[0] is None or iv[0] == -math.inf, iv[1] is None or iv[1] == math.inf]
+        parts.append(_iv(iv, None, 2, ub) + (" unbounded" if any(ub) else ""))
+    return f"{sh['value']:+.2f} " + " · ".join(parts)
 
 
 def _headroom_text(t: dict) -> str | None:
@@ -347,12 +416,17 @@ def _headroom_text(t: dict) -> str | None:
     if not h or not h.get("headline"):
         return None
     e = h["headline"]
-    iv = e["interval"]
     tail = h.get("tail")
-    tail_s = (f"; tail {tail['difference']:+.3f} [{tail['interval'][0]:+.3f}, {tail['interval'][1]:+.3f}]"
-              if tail else "")
+
+    def both(x):
+        return (f"{x['difference']:+.3f} {_iv(x['interval'])} (95% CI, test images), "
+                f"{_iv(x.get('interval_seeds_and_test_images'))} (95% CI, seeds + test images)")
+    tail_s = f"; tail {both(tail)}" if tail else ""
     s = (f"Headroom (bAcc of the ideal arm − bAcc of copies, mean paired difference over classifier seeds): "
-         f"{e['difference']:+.3f} [{iv[0]:+.3f}, {iv[1]:+.3f}]{tail_s}. ")
+         f"{both(e)}{tail_s}. ")
+    if h.get("can_tell_synthesis_from_copying") and h.get("can_tell_synthesis_from_copying_with_seed_noise") is False:
+        s += ("With seed noise included the headroom's interval reaches 0, so what follows holds for these "
+              "trained models, not across seeds. ")
     if h.get("can_tell_synthesis_from_copying"):
         s += ("Its interval lies above 0, so this bench can tell a better generator from copying; each method's "
               "share of the headroom closed = (method − copies) / headroom, with a bootstrap interval from the same "
@@ -380,8 +454,11 @@ def table_blocks(t: dict, figures: bool = True) -> list[tuple]:
     b.append(("p", "Each value: mean ±SD over generator seeds (ᵍ) ±mean SD over classifier seeds (ᶜ); – = not "
                    f"applicable or fewer than two seeds. bAcc on the {s.get('test_split_label') or 'test split'}. "
                    "Δ bAcc: mean paired "
-                   "difference to the control of the same classifier seed with its 95% bootstrap interval over "
-                   "test images (n.s. = contains 0); it does not include seed noise, which the SDs show. (e/n) "
+                   "difference to the control of the same classifier seed, then two 95% bootstrap intervals "
+                   "(n.s. = contains 0): first \"95% CI, test images\" (the test images resampled; the trained "
+                   "models held fixed), then after · \"95% CI, seeds + test images\" (per resample the seed pairs "
+                   "are drawn with replacement, then the test images: it adds the noise of generator and "
+                   "classifier seeds; – with one seed pair). Each seed pair's Δ is listed below the table. (e/n) "
                    "after a scoped number: e of the scope's n classes entered it (FID/KID: classes with "
                    "evaluate.min_real_per_class real and min_synthetic_per_class synthetic images; fidelity: "
                    "classes the judge recognises)."))
@@ -396,13 +473,22 @@ def table_blocks(t: dict, figures: bool = True) -> list[tuple]:
               [[r["method"], *[_ms(r["metrics"][k]) + _counts(r, k) for k in gen_keys],
                 ",".join(str(x) for x in r.get("generator_steps", [])) or "–",
                 _ms(r.get("generator_wall_s"), 0)] for r in gen_rows]))
-    jr = j.get("real_recall_per_class")
+    jr = j.get("real_recall_per_class") or j.get("real_auroc_per_class")
+    multi_ceiling = bool(j.get("real_auroc_per_class"))
     if jr:
         bad = j.get("classes_it_cannot_recognise") or []
-        b.append(("p", f"The judge's recall on the real test images of each class bounds that class's fidelity. "
-                       f"Classes it recalls below {j.get('min_real_recall', 0.5):g} ("
-                       + (", ".join(bad) if bad else "none") + ") are marked \"judge cannot recognise this class\" "
-                       "and kept out of the fidelity means."))
+        if multi_ceiling:
+            b.append(("p", "Multi-label class fidelity is an AUROC (threshold-free), so its ceiling is the judge's "
+                           "AUROC of each class on the real test images (judge real AUROC). Classes it ranks at or "
+                           "below chance (≤ 0.5) ("
+                           + (", ".join(bad) if bad else "none") + ") are marked \"judge cannot recognise this "
+                           "class\" and kept out of the fidelity means."))
+        else:
+            mr = j.get("min_real_recall")
+            b.append(("p", f"The judge's recall on the real test images of each class bounds that class's fidelity. "
+                           f"Classes it recalls below {0.5 if mr is None else mr:g} ("
+                           + (", ".join(bad) if bad else "none") + ") are marked \"judge cannot recognise this "
+                           "class\" and kept out of the fidelity means."))
         names = t["classes_by_training_count"]
         fid_rows = [r for r in gen_rows if r.get("per_class_fidelity_mean_over_generator_seeds")]
         body = []
@@ -413,7 +499,8 @@ def table_blocks(t: dict, figures: bool = True) -> list[tuple]:
                      else "–" for r in fid_rows]
             body.append([n, g, "–" if rec is None else f"{rec:.2f}"
                          + ("" if n not in bad else " (judge cannot recognise this class)"), *cells])
-        b.append(("table", ["class", "group", "judge recall on real test images",
+        b.append(("table", ["class", "group", "judge real AUROC (real test images)" if multi_ceiling
+                            else "judge recall on real test images",
                             *[f"fidelity {r['method']}" for r in fid_rows]], body))
     if j.get("features_trained_on_compared_images"):
         b.append(("p", "Caveat: the memorization and FID/KID features come from a classifier trained on the real "
@@ -427,10 +514,11 @@ def table_blocks(t: dict, figures: bool = True) -> list[tuple]:
         b.append(("p", hr))
     has_plain = any(r.get("delta_bacc_vs_plain") for r in rows)
     has_share = any(r.get("share_of_headroom") for r in rows)
-    hdr = ["method", "bAcc", "bAcc head", "bAcc medium", "bAcc tail", "Δ bAcc vs real [95% CI]",
-           "Δ tail vs real", "Δ bAcc vs copies [95% CI]", "Δ tail vs copies",
-           *(["Δ bAcc vs plain [95% CI]"] if has_plain else []),
-           *(["share of headroom closed [95% CI]", "share tail"] if has_share else []), "classifier wall s"]
+    ci = " [95% CI, test images] · [95% CI, seeds + test images]"
+    hdr = ["method", "bAcc", "bAcc head", "bAcc medium", "bAcc tail", f"Δ bAcc vs real{ci}",
+           "Δ tail vs real", f"Δ bAcc vs copies{ci}", "Δ tail vs copies",
+           *([f"Δ bAcc vs plain{ci}"] if has_plain else []),
+           *([f"share of headroom closed{ci}", "share tail"] if has_share else []), "classifier wall s"]
     body = []
     for r in rows:
         dr, dc, dp = r.get("delta_bacc_vs_real"), r.get("delta_bacc_vs_copies"), r.get("delta_bacc_vs_plain")
@@ -441,17 +529,45 @@ def table_blocks(t: dict, figures: bool = True) -> list[tuple]:
                      *([_share(sh and sh["headline"]), _share(sh and sh["tail"])] if has_share else []),
                      _ms(r["classifier_wall_s"], 0)])
     b.append(("table", hdr, body))
+    b.extend(per_seed_pair_blocks(rows))
     if figures:
         png = fidelity_png(t)
         if png:
+            what = "AUROC" if (t.get("judge") or {}).get("real_auroc_per_class") else "recall"
             b.append(("img", "per_class_fidelity.png", png, "Class fidelity per class (mean over generator seeds), "
-                      "classes ordered by training count (head left); dashed: the judge's recall on real test "
+                      f"classes ordered by training count (head left); dashed: the judge's {what} on real test "
                       "images of the class, the ceiling of its fidelity."))
         png = delta_png(t)
         if png:
             b.append(("img", "delta_bacc.png", png, "Δ bAcc (all, tail) vs the real-only and copies controls, "
-                      "mean paired difference with its 95% interval."))
+                      "mean paired difference with its 95% intervals: test images (thick), seeds + test images "
+                      "(thin)."))
     return b
+
+
+def _pair_label(p: dict) -> str:
+    return (f"g{p['generator_seed']} " if p.get("generator_seed") is not None else "") + f"c{p['classifier_seed']}"
+
+
+def per_seed_pair_blocks(rows: list[dict]) -> list[tuple]:
+    """A table of each seed pair's Δ bAcc (all / tail) per method and control."""
+    body, width = [], 0
+    for r in rows:
+        for ctrl in ("real", "copies", "plain"):
+            d = r.get(f"delta_bacc_vs_{ctrl}")
+            pairs = (d or {}).get("per_seed_pair")
+            if not pairs:
+                continue
+            cells = [f"{_pair_label(p)}: " + " / ".join("–" if p[k] is None else f"{p[k]:+.3f}" for k in ("all", "tail"))
+                     for p in pairs]
+            width = max(width, len(cells))
+            body.append([r["method"], ctrl, *cells])
+    if not body:
+        return []
+    body = [row + [""] * (2 + width - len(row)) for row in body]
+    return [("p", "Δ bAcc per seed pair (g = generator seed, c = classifier seed; all / tail): the values the "
+                  "\"seeds + test images\" interval draws from."),
+            ("table", ["method", "vs", *[f"pair {i + 1}" for i in range(width)]], body)]
 
 
 def fidelity_png(t: dict) -> bytes | None:
@@ -466,10 +582,12 @@ def fidelity_png(t: dict) -> bytes | None:
     fig, ax = plt.subplots(figsize=(min(max(6.0, 0.45 * len(names) + 2), 18.0), 3.8))
     for m, pc in series.items():
         ax.plot(range(len(names)), [np.nan if pc[n] is None else pc[n] for n in names], marker="o", label=m)
-    jr = (t.get("judge") or {}).get("real_recall_per_class")
+    j = t.get("judge") or {}
+    jr = j.get("real_auroc_per_class") or j.get("real_recall_per_class")
     if jr:
+        what = "real AUROC" if j.get("real_auroc_per_class") else "recall on real"
         ax.plot(range(len(names)), [np.nan if jr.get(n) is None else jr[n] for n in names], ls="--", color="k",
-                lw=1, label="judge recall on real (ceiling)")
+                lw=1, label=f"judge {what} (ceiling)")
     ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
     ax.set_ylim(-0.02, 1.02)
     ax.set_ylabel("class fidelity")
@@ -488,15 +606,20 @@ def delta_png(t: dict) -> bytes | None:
             for key in ("all", "tail"):
                 e = d and d[key]["mean_paired_difference"]
                 if e:
-                    items.append((f"{r['method']} vs {ctrl} ({key})", e["difference"], e.get("interval")))
+                    items.append((f"{r['method']} vs {ctrl} ({key})", e["difference"], e.get("interval"),
+                                  e.get("interval_seeds_and_test_images")))
     if not items:
         return None
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(items) + 1.2))
     y = np.arange(len(items))[::-1]
     x = [i[1] for i in items]
-    err = np.array([[i[1] - i[2][0] if i[2] else 0 for i in items], [i[2][1] - i[1] if i[2] else 0 for i in items]])
-    ax.errorbar(x, y, xerr=np.maximum(err, 0), fmt="o", capsize=3)
+
+    def err(j):
+        return np.maximum(np.array([[i[1] - i[j][0] if i[j] else 0 for i in items],
+                                    [i[j][1] - i[1] if i[j] else 0 for i in items]]), 0)
+    ax.errorbar(x, y, xerr=err(3), fmt="none", ecolor="#999", elinewidth=1, capsize=2)
+    ax.errorbar(x, y, xerr=err(2), fmt="o", elinewidth=2.5, capsize=3)
     ax.axvline(0, color="#888", lw=1)
     ax.set_yticks(y, [i[0] for i in items], fontsize=8)
     ax.set_xlabel("Δ balanced accuracy (method − control)")

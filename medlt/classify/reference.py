@@ -8,8 +8,9 @@ recipe's classes (same names, order and label mode) and read images of the recip
 `class_fidelity_of_synthetic` runs the reference over a `medlt synth` folder and returns
 medlt.metrics.fidelity's report; `reference_test_scores` scores the reference itself on the real
 test role, so a reader sees how far to trust it (an inaccurate reference makes every fidelity low):
-its per-class recall there is the ceiling of each class's fidelity (medlt.metrics.fidelity.
-mark_judge_recall).
+per class, its recall there (single-label) or its AUROC there (multi-label, where fidelity is a
+threshold-free AUROC) is the ceiling of that class's fidelity (medlt.metrics.fidelity.
+mark_judge_recall / mark_judge_real_auroc).
 """
 
 from __future__ import annotations
@@ -90,7 +91,8 @@ def class_fidelity_of_synthetic(recipe: Recipe, synthetic_dir: str | Path, refer
 @torch.no_grad()
 def reference_test_scores(recipe: Recipe, clf: Classifier, groups: list[str], role: str = "test") -> dict:
     """The classifier's own scores on the real `role` split (single: balanced accuracy and per-class
-    recall; multi-label: mean per-class (TPR+TNR)/2, macro AUROC, mAP)."""
+    recall; multi-label: mean per-class (TPR+TNR)/2, macro AUROC, mAP, per_class_auroc (the ceiling
+    of class fidelity) and per_class_recall at classifier.threshold (for reference only))."""
     from medlt.classify.train import predict
     from medlt.data.loaders import build_dataloader
     from medlt.metrics.classification import multi_label_report, single_label_report

@@ -4,8 +4,11 @@ classifier is available) and CAS (with --cas). Called from medlt.classify.evalua
 Reference classifier: `--reference-classifier PATH` if given; else the evaluated classifier when
 it was trained on real images only; else class fidelity is reported as skipped, with the reason
 (a classifier that saw synthetic images would judge them by what it learned from them). Its own
-per-class recall on the real test images is reported beside each class's fidelity; classes it
-recalls below evaluate.judge_min_real_recall are named and kept out of the fidelity means.
+score per class on the real test images is reported beside each class's fidelity as its ceiling:
+single-label, its recall (classes it recalls below evaluate.judge_min_real_recall are named and kept
+out of the fidelity means); multi-label, where fidelity is a threshold-free AUROC, its real AUROC
+(classes it ranks at or below chance, AUROC <= 0.5, are named and kept out; judge_min_real_recall,
+a recall at classifier.threshold, plays no part there).
 `reference_source` says where the judge came from (default "--reference-classifier"; `medlt bench`
 names its oracle or its real-data judge).
 """
@@ -33,7 +36,7 @@ def synthetic_class_checks(recipe: Recipe, result: dict, table, groups: list[str
         reference_record,
         reference_test_scores,
     )
-    from medlt.metrics.fidelity import mark_judge_recall
+    from medlt.metrics.fidelity import mark_judge_real_auroc, mark_judge_recall
 
     ls = table.label_space
     out: dict = {}
@@ -55,10 +58,15 @@ def synthetic_class_checks(recipe: Recipe, result: dict, table, groups: list[str
             record["real_test"] = reference_test_scores(recipe, ref, groups, "test")
         except DataError as e:
             record["real_test"] = {"skipped": str(e)}
-        recall = record["real_test"].get("per_class_recall")
-        if recall is not None:
-            fid = mark_judge_recall(fid, dict(zip(ls.names, recall, strict=True)), ls.names, groups,
-                                    recipe.evaluate.judge_min_real_recall)
+        if ls.multi_label:  # the ceiling of a threshold-free AUROC is the judge's real AUROC
+            auroc = record["real_test"].get("per_class_auroc")
+            if auroc is not None:
+                fid = mark_judge_real_auroc(fid, dict(zip(ls.names, auroc, strict=True)), ls.names, groups)
+        else:
+            recall = record["real_test"].get("per_class_recall")
+            if recall is not None:
+                fid = mark_judge_recall(fid, dict(zip(ls.names, recall, strict=True)), ls.names, groups,
+                                        recipe.evaluate.judge_min_real_recall)
         out["class_fidelity"] = {"definition": FIDELITY_DEFINITION, "reference_classifier": record, **fid}
     if cas:
         from medlt.classify.cas import classification_accuracy_score

@@ -11,7 +11,10 @@ resamples cost a few matrix products. Intervals are percentile intervals: the (1
 Resamples are processed in memory-bounded chunks (CHUNK_CELLS) drawn from one seeded generator,
 so a 20,000-image long-tailed test split costs the same memory as a small one.
 The same W applied to two runs' predictions on the same images gives the paired bootstrap of their
-difference (`paired_difference`).
+difference (`paired_difference`). Seed noise (medlt.bench.paired_mean): a hierarchical bootstrap
+draws the seed pairs with replacement (`seed_pair_counts`, a stream of its own) and then the test
+images as above, and averages the drawn pairs' values (`seed_resampled_mean`). A ratio of two
+resampled means keeps every resample (`ratio_interval`: x/0 = ±inf, so its interval can be unbounded).
 
 Per resample the metrics are those of `medlt.metrics.classification`, computed with weights:
 - balanced accuracy = mean over classes with test images of recall_c = C_cc / n_c;
@@ -74,6 +77,66 @@ def percentile_interval(values: np.ndarray, level: float = 0.95) -> np.ndarray:
         q = np.nanquantile(v[:, ok], [lo, hi], axis=0)
         out[ok] = np.moveaxis(q, 0, -1)
     return out
+
+
+def quantile_keeping_infinities(values, q: float) -> float:
+    """The q-quantile (numpy's default linear interpolation) of 1-D `values` in which ±inf are values
+    like any other: a quantile whose interpolation touches an infinite value is that infinity (numpy's
+    own interpolation would give NaN there). NaNs are not allowed; an empty array gives NaN."""
+    v = np.sort(np.asarray(values, dtype=np.float64).ravel())
+    if np.any(np.isnan(v)):
+        raise ValueError("quantile_keeping_infinities: NaN among the values")
+    if v.size == 0:
+        return float("nan")
+    h = (v.size - 1) * float(q)
+    lo, hi = int(np.floor(h)), int(np.ceil(h))
+    g = h - lo
+    if g == 0 or np.isinf(v[lo]):
+        return float(v[lo])
+    if np.isinf(v[hi]):
+        return float(v[hi])
+    return float(v[lo] + g * (v[hi] - v[lo]))
+
+
+def ratio_interval(num, den, level: float = 0.95) -> list[float]:
+    """Percentile interval [low, high] of the resampled ratios num/den (1-D, same resamples) in which
+    no resample is dropped: x/0 is ±inf by the sign of x, and an undefined 0/0 (or a NaN) counts as
+    −inf for the low end and +inf for the high end (it could be anything). An end at ±inf means the
+    interval is unbounded on that side."""
+    n, d = np.asarray(num, np.float64).ravel(), np.asarray(den, np.float64).ravel()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = n / d
+    undefined = np.isnan(r)
+    lo_q, hi_q = (1 - level) / 2, (1 + level) / 2
+    return [quantile_keeping_infinities(np.where(undefined, -np.inf, r), lo_q),
+            quantile_keeping_infinities(np.where(undefined, np.inf, r), hi_q)]
+
+
+#: the stream of the seed-pair draws (`seed_pair_counts`), apart from the test-image draws of `resampled`
+SEED_PAIR_STREAM = 1
+
+
+def seed_pair_counts(n_pairs: int, n_resamples: int, seed: int) -> np.ndarray:
+    """(B, n_pairs) multiplicities of the seed pairs (a generator seed and a classifier seed, or a
+    classifier seed alone for a control) in each resample of a hierarchical bootstrap: n_pairs pairs
+    drawn with replacement. Drawn from np.random.default_rng([seed, SEED_PAIR_STREAM]), a stream
+    apart from the test-image resamples, so those stay the ones of the test-images-only interval."""
+    rng = np.random.default_rng([int(seed), SEED_PAIR_STREAM])
+    draws = rng.integers(0, n_pairs, size=(n_resamples, n_pairs))
+    rows = np.arange(n_resamples, dtype=np.int64)[:, None] * n_pairs
+    return np.bincount((rows + draws).ravel(), minlength=n_resamples * n_pairs).reshape(
+        n_resamples, n_pairs).astype(np.float64)
+
+
+def seed_resampled_mean(per_pair: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """(B,) hierarchical bootstrap means: per resample b, the mean over the drawn seed pairs
+    (counts[b], from `seed_pair_counts`) of per_pair[b, i], the pair's value on test-image resample
+    b. A pair whose value is NaN in a resample leaves that resample's mean; all NaN -> NaN."""
+    v = np.asarray(per_pair, np.float64)
+    c = np.where(np.isnan(v), 0.0, np.asarray(counts, np.float64))
+    tot = c.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(tot > 0, np.nansum(c * np.nan_to_num(v), 1) / np.maximum(tot, 1e-300), np.nan)
 
 
 def _nanmean(x: np.ndarray, axis: int) -> np.ndarray:

@@ -20,10 +20,14 @@ from the *real* training counts); classes without synthetic images are n/a and e
 `class_fidelity_single_label` / `class_fidelity_multi_label` are pure functions; the accumulator
 collects predictions batch by batch (an int or K floats per image) and calls them.
 
-A judge can only confirm what it recognises: fidelity_c is bounded by the judge's own recall on
-real images of class c (a judge with real recall 0 on a class reads fidelity 0 for every
-generator). `mark_judge_recall` adds that recall per class and keeps the classes whose real recall
-is below a threshold out of the fidelity means, naming them and counting the classes that entered.
+A judge can only confirm what it recognises. Single-label: fidelity_c is bounded by the judge's
+own recall on real images of class c (a judge with real recall 0 on a class reads fidelity 0 for
+every generator); `mark_judge_recall` adds that recall per class and keeps the classes whose real
+recall is below a threshold out of the fidelity means, naming them and counting the classes that
+entered. Multi-label fidelity is an AUROC, free of any threshold, so its ceiling is the judge's
+AUROC of class c on the real test images (how well it ranks real images with c above those
+without), not a recall at a threshold: `mark_judge_real_auroc` keeps out the classes the judge
+ranks at or below chance (real AUROC <= 0.5, or unknown).
 """
 
 from __future__ import annotations
@@ -175,28 +179,52 @@ def class_fidelity_multi_label(intended, scores, names: Sequence[str], groups: S
     }
 
 
+#: multi-label: a judge whose AUROC of a class on real test images is at most this ranks it at chance
+CHANCE_AUROC = 0.5
+
+
 def mark_judge_recall(report: dict, judge_real_recall: dict[str, float], names: Sequence[str],
                       groups: Sequence[str], min_recall: float) -> dict:
     """`report` (a class_fidelity_* result) with the judge's real recall per class: classes with
     recall < min_recall (or unknown) are "judge cannot recognise this class" and enter no mean.
 
     Adds per_class[c]["judge_real_recall"] / ["judge_recognises"], "judge_min_real_recall",
-    "classes_judge_cannot_recognise", and "classes_in_means" ({"all"|group: [entered, with a value]});
-    the means (mean_class_fidelity / group_mean_fidelity, multi-label mean_auroc / group_mean_auroc
-    and the share means) are recomputed over the recognised classes; the means over every class stay
-    under the same keys with the suffix `_all_classes`."""
+    "judge_ceiling" ("judge_real_recall"), "classes_judge_cannot_recognise", and "classes_in_means"
+    ({"all"|group: [entered, with a value]}); the means (mean_class_fidelity / group_mean_fidelity,
+    multi-label mean_auroc / group_mean_auroc and the share means) are recomputed over the recognised
+    classes; the means over every class stay under the same keys with the suffix `_all_classes`.
+    For a multi-label report use `mark_judge_real_auroc` (its fidelity is threshold-free)."""
+    out = _mark_judge(report, judge_real_recall, names, groups, "judge_real_recall", lambda r: r >= min_recall)
+    out["judge_min_real_recall"] = float(min_recall)
+    return out
+
+
+def mark_judge_real_auroc(report: dict, judge_real_auroc: dict[str, float], names: Sequence[str],
+                          groups: Sequence[str]) -> dict:
+    """Multi-label `report` with the judge's AUROC per class on the real test images, the ceiling of
+    that class's fidelity AUROC: classes with real AUROC <= CHANCE_AUROC (or unknown) are "judge
+    cannot recognise this class" and enter no mean. Adds per_class[c]["judge_real_auroc"] /
+    ["judge_recognises"], "judge_ceiling" ("judge_real_auroc"), "judge_real_auroc_above" (0.5) and
+    the keys of `mark_judge_recall` otherwise."""
+    out = _mark_judge(report, judge_real_auroc, names, groups, "judge_real_auroc", lambda a: a > CHANCE_AUROC)
+    out["judge_real_auroc_above"] = CHANCE_AUROC
+    return out
+
+
+def _mark_judge(report: dict, judge_real: dict[str, float], names: Sequence[str], groups: Sequence[str],
+                key: str, recognises) -> dict:
     out = dict(report)
     multi = report.get("mode") == "multi-label"
     per = {n: dict(v) for n, v in report["per_class"].items()}
     recognised = {}
     for n in names:
-        r = judge_real_recall.get(n)
+        r = judge_real.get(n)
         r = None if r is None or (isinstance(r, float) and math.isnan(r)) else float(r)
-        per[n]["judge_real_recall"] = r
-        recognised[n] = r is not None and r >= min_recall
+        per[n][key] = r
+        recognised[n] = r is not None and bool(recognises(r))
         per[n]["judge_recognises"] = recognised[n]
     out["per_class"] = per
-    out["judge_min_real_recall"] = float(min_recall)
+    out["judge_ceiling"] = key
     out["classes_judge_cannot_recognise"] = [n for n in names if not recognised[n]]
     mean_keys = ([("mean_auroc", "group_mean_auroc", "auroc"),
                   ("mean_share_intended_predicted_positive", "group_mean_share_intended_predicted_positive",

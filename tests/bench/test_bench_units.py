@@ -172,3 +172,104 @@ def test_dry_run_lists_the_resolved_preset_keys(tiny_recipe, tmp_path, capsys):
     assert code == 0, err
     line = next(x for x in out.splitlines() if x.startswith("recipe keys set by --preset cpu"))
     assert "classifier.epochs=3" in line and "training.max_steps=" in line and "data.image_size=[32, 32]" in line
+
+
+# ---------------------------------------------------------------------------------------------
+# the table from a finished bench written by hand: cell.json markers, report.json, per-image predictions
+
+NAMES = ("a", "b", "c", "d")
+GROUPS4 = ["head", "head", "medium", "tail"]
+
+
+def _write_eval(d: Path, true, pred, *, judge_recall=None, judge_min=0.5) -> None:
+    """d/eval/report.json and predictions_test.csv of one classifier cell (single-label, 4 classes)."""
+    import json
+
+    from medlt.classify.predictions import write_predictions
+    from medlt.metrics.classification import single_label_report
+    from medlt.metrics.fidelity import class_fidelity_single_label, mark_judge_recall
+
+    ls = LabelSpace(NAMES, False)
+    ev = d / "eval"
+    ev.mkdir(parents=True)
+    write_predictions(ev, "test", ls, true, np.eye(4)[pred], [f"img{i}" for i in range(len(true))])
+    rep = {"label_space": {"names": list(NAMES), "multi_label": False}, "groups": GROUPS4,
+           "train_class_counts": [40, 30, 10, 2],
+           "recipe": {"classifier": {"threshold": 0.5}, "evaluate": {"judge_min_real_recall": judge_min}},
+           "classification": {"test": single_label_report(true, pred, 4, GROUPS4)}}
+    if judge_recall is not None:
+        fid = class_fidelity_single_label(true, pred, list(NAMES), GROUPS4)
+        rep["generation"] = {"class_fidelity": mark_judge_recall(fid, judge_recall, list(NAMES), GROUPS4, judge_min)}
+    (ev / "report.json").write_text(json.dumps(rep))
+
+
+def fake_bench(out: Path, *, seeds=(0,), classifier_seeds=(0,), judge_min=0.5, acc=None, ideal=False):
+    """A finished bench plan (method 'plain') whose cells' predictions come from acc(cell, k, g) -> accuracy."""
+    import json
+
+    from medlt.bench.cells import plan_cells
+
+    plan = plan_cells(out, ["plain"], list(seeds), list(classifier_seeds), use_oracle=False, ideal=ideal)
+    true = np.repeat(np.arange(4), 20)
+    acc = acc or (lambda kind, k, g: {"real": 0.6, "copies": 0.65, "ideal": 0.9}.get(kind, 0.75))
+    recall = {"a": 0.9, "b": 0.8, "c": 0.6, "d": 0.2}
+    for c in plan.cells:
+        c.dir.mkdir(parents=True, exist_ok=True)
+        if c.kind in ("real", "copies", "ideal", "classifier"):
+            rng = np.random.default_rng(1000 * (c.clf_seed or 0) + 10 * (c.gen_seed or 0) + len(c.kind))
+            pred = true.copy()
+            flip = rng.random(true.size) > acc(c.kind, c.clf_seed, c.gen_seed)
+            pred[flip] = (true[flip] + rng.integers(1, 4, flip.sum())) % 4
+            judged = c.kind == "classifier" and c.clf_seed == classifier_seeds[0]
+            _write_eval(c.dir, true, pred, judge_recall=recall if judged else None, judge_min=judge_min)
+        c.marker.write_text(json.dumps({"cell": str(c.dir.relative_to(out)), "kind": c.kind, "wall_s": 1.0,
+                                        "generator_steps": 3}))
+    return plan
+
+
+def _table(plan, **kw):
+    from medlt.bench.cells import Judge
+    from medlt.bench.table import build_table, write_table
+
+    settings = {"recipe_file": "r.yaml", "methods": plan.methods, "seeds": plan.seeds,
+                "classifier_seeds": plan.classifier_seeds}
+    t = build_table(plan, Judge(plan.out / "ref", plan.out / "ref", "reference-classifier"), settings,
+                    n_resamples=200, seed=0, **kw)
+    paths = write_table(plan.out, t)
+    return t, paths["md_text"]
+
+
+def test_judge_min_real_recall_zero_keeps_every_class_in_the_table(tmp_path):
+    """evaluate.judge_min_real_recall: 0 keeps every class; the table must not read it as 0.5."""
+    t, md = _table(fake_bench(tmp_path / "b", judge_min=0.0))
+    assert t["judge"]["min_real_recall"] == 0.0
+    assert t["judge"]["classes_it_cannot_recognise"] == []  # d (recall 0.2) was kept by evaluate
+    assert "below 0 (none)" in md and "below 0.5" not in md
+    t, md = _table(fake_bench(tmp_path / "c", judge_min=0.5))
+    assert t["judge"]["min_real_recall"] == 0.5 and t["judge"]["classes_it_cannot_recognise"] == ["d"]
+
+
+def test_table_shows_seed_inclusive_intervals_and_each_seed_pairs_delta(tmp_path):
+    # two generator seeds that differ widely: the seed-inclusive interval must be wider than the test-image one
+    plan = fake_bench(tmp_path / "b", seeds=(0, 1), classifier_seeds=(0, 1),
+                      acc=lambda kind, k, g: {"real": 0.6, "copies": 0.6}.get(kind, 0.95 if g == 0 else 0.55))
+    t, md = _table(plan)
+    row = next(r for r in t["rows"] if r["method"] == "plain")
+    d = row["delta_bacc_vs_real"]
+    e = d["all"]["mean_paired_difference"]
+    ti, si = e["interval"], e["interval_seeds_and_test_images"]
+    assert si[1] - si[0] > ti[1] - ti[0]
+    # every seed pair's Δ is listed, and it is the difference of the two cells' bAcc
+    bacc = {c["cell"]: c["metrics"]["bacc_all"] for c in t["cells"] if "metrics" in c}
+    got = {(p["generator_seed"], p["classifier_seed"]): p["all"] for p in d["per_seed_pair"]}
+    assert got == {(g, k): pytest.approx(bacc[f"plain/g{g}/c{k}"] - bacc[f"real/c{k}"]) for g in (0, 1)
+                   for k in (0, 1)}
+    assert e["per_pair"] == pytest.approx([got[(g, k)] for g in (0, 1) for k in (0, 1)])
+    assert "95% CI, seeds + test images" in md and "95% CI, test images" in md
+    assert "Δ bAcc per seed pair" in md and f"g1 c0: {got[(1, 0)]:+.3f}" in md
+    line = [x for x in md.splitlines() if x.startswith("| plain |")][1]  # the downstream table's row
+    assert f"[{si[0]:+.3f}, {si[1]:+.3f}]" in line and f"[{ti[0]:+.3f}, {ti[1]:+.3f}]" in line
+    # one seed pair: no seed noise to measure, shown as –
+    t1, _ = _table(fake_bench(tmp_path / "one"))
+    e1 = next(r for r in t1["rows"] if r["method"] == "plain")["delta_bacc_vs_real"]["all"]["mean_paired_difference"]
+    assert e1["interval"] is not None and e1["interval_seeds_and_test_images"] is None
