@@ -27,6 +27,27 @@ def _reference_line(ref: dict) -> str:
     return line
 
 
+def _judge_ceiling(fid: dict) -> tuple[str | None, str]:
+    """(per-class key, column title) of the judge's ceiling recorded beside each class's fidelity."""
+    key = fid.get("judge_ceiling")
+    if key is None and any("judge_real_recall" in v for v in fid["per_class"].values()):
+        key = "judge_real_recall"
+    return key, {"judge_real_auroc": "judge real AUROC", "judge_real_recall": "judge recall on real"}.get(key, "")
+
+
+def _judge_note(fid: dict) -> list[tuple]:
+    key, _ = _judge_ceiling(fid)
+    if key is None:
+        return []
+    bad = fid.get("classes_judge_cannot_recognise") or []
+    rule = ("its AUROC on the real test images, the ceiling of a class's fidelity AUROC; classes at or below "
+            "chance (0.5)" if key == "judge_real_auroc" else
+            f"its recall on the real test images, the ceiling of a class's fidelity; classes below "
+            f"{fmt(fid.get('judge_min_real_recall'))}")
+    return [("p", f"How far to trust the judge per class: {rule} (" + (", ".join(bad) if bad else "none")
+                  + ") are marked \"judge cannot recognise this class\" and kept out of the means.")]
+
+
 def class_fidelity_blocks(result: dict) -> list[tuple]:
     gen = result.get("generation") or {}
     fid = gen.get("class_fidelity")
@@ -41,6 +62,12 @@ def class_fidelity_blocks(result: dict) -> list[tuple]:
                    f"{fid['n_synthetic']} synthetic images; 95% intervals: Wilson (shares)"
                    f"{', Hanley–McNeil (AUROC)' if fid['mode'] == 'multi-label' else ''}."))
     pc = fid["per_class"]
+    jkey, jtitle = _judge_ceiling(fid)
+    jcol = [jtitle] if jkey else []
+
+    def judge(n):
+        return [pc[n].get(jkey)] if jkey else []
+    b.extend(_judge_note(fid))
     if fid["mode"] == "single-label":
         b.append(("p", f"Mean class fidelity {fmt(fid['mean_class_fidelity'])} (pooled share "
                        f"{fmt(fid['share_assigned_to_intended_pooled'])})."))
@@ -48,9 +75,9 @@ def class_fidelity_blocks(result: dict) -> list[tuple]:
         for n, c in zip(names, counts, strict=True):
             v = pc[n]
             other = v["most_assigned_other"]
-            rows.append([n, v["group"], c, v["n_synthetic"], v["fidelity"], _ci(v["ci95"]),
+            rows.append([n, v["group"], c, v["n_synthetic"], v["fidelity"], _ci(v["ci95"]), *judge(n),
                          f"{other['class']} ({fmt(other['share'], 3)})" if other else "–"])
-        b.append(("table", ["class", "group", "real train images", "synthetic", "fidelity", "95% CI",
+        b.append(("table", ["class", "group", "real train images", "synthetic", "fidelity", "95% CI", *jcol,
                             "most often assigned instead"], rows))
         share = fid["assigned_group_share"]
         b.append(("table", ["intended group", "mean fidelity", *[f"share assigned to {g}" for g in GROUPS]],
@@ -65,9 +92,9 @@ def class_fidelity_blocks(result: dict) -> list[tuple]:
     else:
         b.append(("p", f"Mean AUROC {fmt(fid['mean_auroc'])}; mean share of intended labels predicted positive "
                        f"(p ≥ {fmt(fid['threshold'])}) {fmt(fid['mean_share_intended_predicted_positive'])}."))
-        b.append(("table", ["class", "group", "real train images", "synthetic with label", "AUROC", "95% CI",
+        b.append(("table", ["class", "group", "real train images", "synthetic with label", "AUROC", "95% CI", *jcol,
                             "share predicted positive", "95% CI"],
-                  [[n, pc[n]["group"], c, pc[n]["n_intended"], pc[n]["auroc"], _ci(pc[n]["auroc_ci95"]),
+                  [[n, pc[n]["group"], c, pc[n]["n_intended"], pc[n]["auroc"], _ci(pc[n]["auroc_ci95"]), *judge(n),
                     pc[n]["share_intended_predicted_positive"], _ci(pc[n]["ci95"])]
                    for n, c in zip(names, counts, strict=True)]))
         b.append(("table", ["group", "mean AUROC", "mean share predicted positive"],

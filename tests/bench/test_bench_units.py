@@ -273,3 +273,22 @@ def test_table_shows_seed_inclusive_intervals_and_each_seed_pairs_delta(tmp_path
     t1, _ = _table(fake_bench(tmp_path / "one"))
     e1 = next(r for r in t1["rows"] if r["method"] == "plain")["delta_bacc_vs_real"]["all"]["mean_paired_difference"]
     assert e1["interval"] is not None and e1["interval_seeds_and_test_images"] is None
+
+
+def test_multi_label_table_takes_the_judges_real_auroc_as_ceiling():
+    from medlt.bench.table import cell_metrics, judge_summary
+    from medlt.metrics.fidelity import class_fidelity_multi_label, mark_judge_real_auroc
+
+    ls = LabelSpace(NAMES, True)
+    t = np.eye(4, dtype=int)[np.repeat(np.arange(4), 5)]
+    fid = class_fidelity_multi_label(t, np.clip(t * 0.3 + 0.1, 0, 1), list(NAMES), GROUPS4)
+    fid = mark_judge_real_auroc(fid, {"a": 0.9, "b": 1.0, "c": 0.5, "d": 0.7}, list(NAMES), GROUPS4)
+    report = {"label_space": {"names": list(NAMES), "multi_label": True}, "groups": GROUPS4,
+              "recipe": {"evaluate": {"judge_min_real_recall": 0.9}},
+              "classification": {"test": {}}, "generation": {"class_fidelity": fid}}
+    m = cell_metrics(report, None)
+    assert m["judge_real_auroc"] == {"a": 0.9, "b": 1.0, "c": 0.5, "d": 0.7} and "judge_real_recall" not in m
+    j = judge_summary(m, ls, report)
+    assert j["ceiling"] == "AUROC" and j["real_auroc_per_class"] == m["judge_real_auroc"]
+    assert j["classes_it_cannot_recognise"] == ["c"]  # at chance; the recall threshold plays no part
+    assert j["min_real_recall"] is None and j["real_recall_per_class"] is None
