@@ -133,9 +133,38 @@ def test_cli_compares_checkpoints_side_by_side(checkpoints, tmp_path, capsys):
     assert "| time-embedding |" in md and "| adaptive-norm |" in md
     code, so, se = run_cli(["label-sensitivity", _recipe_file(tmp_path, multi_label=True), "-c", a, "-c", a,
                             "--out", tmp_path / "dup", "--device", "cpu"], capsys)
-    assert code != 0 and "the same checkpoint is given twice" in se
+    assert code == 2 and "the same checkpoint is given twice" in se
     assert all(v["differing_model_keys"] == ["model.multi_label_conditioning"] for v in cmp.values())
     assert "differ in: model.multi_label_conditioning" in md
+
+
+def test_cli_reused_out_holds_only_the_new_reports(checkpoints, tmp_path, capsys):
+    """A single run into the folder of an earlier comparison leaves no comparison beside its report,
+    and a comparison into the folder of a single run leaves no single report; other files stay."""
+    out = tmp_path / "ls"
+    rf = _recipe_file(tmp_path, multi_label=True)
+    a, b = checkpoints[True], checkpoints["adaptive"]
+    common = ["--out", out, "--per-class", "1", "--timesteps", "50", "--steps", "2", "--device", "cpu"]
+    assert run_cli(["label-sensitivity", rf, "-c", a, "-c", b, *common], capsys)[0] == 0
+    subfolders = [p.name for p in out.iterdir() if p.is_dir()]
+    assert len(subfolders) == 2 and (out / "comparison.md").is_file()
+    (out / "notes.txt").write_text("mine")
+    assert run_cli(["label-sensitivity", rf, "-c", b, *common], capsys)[0] == 0
+    assert sorted(p.name for p in out.iterdir()) == ["label_sensitivity.json", "label_sensitivity.md", "notes.txt"]
+    assert run_cli(["label-sensitivity", rf, "-c", b, "-c", a, *common], capsys)[0] == 0
+    assert not (out / "label_sensitivity.json").exists() and (out / "notes.txt").read_text() == "mine"
+    assert list(json.loads((out / "comparison.json").read_text())) == list(reversed(subfolders))
+
+
+def test_cli_refuses_to_compare_checkpoints_of_other_num_train_timesteps(checkpoints, tmp_path, capsys):
+    """t = 50 is the middle of a 100-step schedule but the end of a 50-step one: the columns would lie."""
+    short = train(toy_recipe(tmp_path, ["diffusion.num_train_timesteps=50"]), tmp_path / "t50", data=toy_data())
+    for extra in ([], ["--timesteps", "20"]):
+        code, so, se = run_cli(["label-sensitivity", _recipe_file(tmp_path), "-c", checkpoints[False], "-c", short,
+                                "--out", tmp_path / "o", "--per-class", "1", "--device", "cpu", *extra], capsys)
+        assert code == 2 and "num_train_timesteps=100" in se and str(short) in se, se
+        assert str(checkpoints[False]) in se and len(se.strip().splitlines()) == 1, se
+        assert not (tmp_path / "o").exists()
 
 
 def test_cli_compare_takes_the_compared_key_from_each_checkpoint(checkpoints, tmp_path, capsys):
@@ -190,13 +219,21 @@ def test_cli_writes_json_and_table(checkpoints, tmp_path, capsys):
 
 @pytest.mark.parametrize("args, message", [
     (["--timesteps", "10,100"], "--timesteps must lie in [0, 100)"),
-    (["--timesteps", "ten"], "--timesteps: comma-separated integers expected"),
+    (["--timesteps", "-1"], "--timesteps must lie in [0, 100)"),
+    (["--timesteps", "ten"], "comma-separated integers expected"),
+    (["--timesteps", "10,,50"], "--timesteps '10,,50': an empty item"),
+    (["--timesteps", "10,"], "--timesteps '10,': an empty item"),
+    (["--timesteps", "10,10"], "--timesteps '10,10': '10' is given twice"),
+    (["--timesteps", ""], "--timesteps '': empty"),
     (["--steps", "0"], "--steps must be between 1"),
+    (["--steps", "101"], "--steps must be between 1"),
+    (["--guidance", "-1"], "--guidance must be >= 0"),
 ])
-def test_cli_errors_are_one_line(checkpoints, tmp_path, capsys, args, message):
+def test_cli_errors_are_one_line_with_exit_2(checkpoints, tmp_path, capsys, args, message):
+    """Command-line values out of range or malformed are usage errors: exit 2, one line naming the option."""
     code, so, se = run_cli(["label-sensitivity", _recipe_file(tmp_path), "-c", checkpoints[False], "--out",
                             tmp_path / "o", "--device", "cpu", *args], capsys)
-    assert code != 0 and message in se and len(se.strip().splitlines()) == 1, se
+    assert code == 2 and message in se and len(se.strip().splitlines()) == 1, se
     assert not (tmp_path / "o" / "label_sensitivity.json").exists()
 
 
