@@ -352,8 +352,16 @@ class Runner:
         self._evaluate(r, c.dir / "classifier", c.dir / "eval", say)
         import pandas as pd
 
-        n = int((pd.read_csv(manifest, usecols=["source"])["source"] == "copy").sum())
-        return {"copies": n}
+        from medlt.bench.copies import off_plan_rows
+        from medlt.synth.generate import make_plan
+
+        table = load_table(self.recipe)
+        frame = pd.read_csv(manifest)
+        n = int((frame["source"] == "copy").sum())
+        off = off_plan_rows(make_plan(self.recipe, table), frame, table.label_space.names)
+        if off:
+            say(f"{off} of {n} copies carry other labels than the plan (no real image has the planned vector)")
+        return {"copies": n, "copies_off_plan": off}
 
     def _run_generator(self, c: Cell, say) -> dict:
         import torch
@@ -369,7 +377,10 @@ class Runner:
         train(r, gdir, resume=resume)
         say("synth ...")
         dev = "cuda" if torch.cuda.is_available() else "cpu"
-        res = run_synth(r, c.dir / "synth", checkpoint=ckpt, device=dev, show_progress=self.show_progress)
+        # the plan's multi-label vectors come from the base recipe's seed: every generator seed fills the
+        # plan that the copies control and the ideal arm fill (noise seeds stay the generator seed's)
+        res = run_synth(r, c.dir / "synth", checkpoint=ckpt, device=dev, show_progress=self.show_progress,
+                        plan_seed=self.recipe.seed)
         n_probe = 0
         if self.probe_per_class > 0:
             from medlt.bench.probe import write_probe

@@ -7,7 +7,11 @@ an existing real training file with the same label vector (root=data, source=cop
 `copy<NNNNN>__<real id>`); no image file is written. Which real image backs each copy: a seeded
 permutation of the real training rows with that label vector, cycled, so copies spread evenly
 (every image is copied floor or ceil of n_copies / n_real times). Multi-label: a planned vector
-with no real row falls back to the rows containing the planned (driving) class.
+with no real row (the plan's one-hot fallback for a class whose real vectors all carry a class
+already at its target) falls back to the rows containing the planned (driving) class, so those copy
+rows carry other labels than the plan; `off_plan_rows` counts them and the copies cell records the
+number (cell.json `copies_off_plan`). Every other arm (ideal, every generator seed) fills the plan
+exactly.
 """
 
 from __future__ import annotations
@@ -67,6 +71,17 @@ def plan_backing(plan, frame: pd.DataFrame, label_space, root: Path, train_split
         return train, plan_sources(plan, y, seed, label_space.names)
     except DataError as e:
         raise DataError(f"{what}: {e}") from None
+
+
+def off_plan_rows(plan, copies: pd.DataFrame, names) -> int:
+    """How many planned images the copy rows of `copies` (source=copy) do not fill with their exact
+    label vector: the sum over planned vectors of (planned - copied with that vector), at least 0."""
+    from collections import Counter
+
+    planned = Counter(tuple(int(v) for v in j.label) for j in plan.jobs)
+    rows = copies[copies["source"] == "copy"][list(names)].to_numpy(dtype=np.int64)
+    got = Counter(tuple(int(v) for v in r) for r in rows)
+    return int(sum(max(0, n - got.get(v, 0)) for v, n in planned.items()))
 
 
 def copies_frame(recipe, table, quota: str | None = None) -> pd.DataFrame:

@@ -63,7 +63,9 @@ def volume_shape(image_size: int) -> tuple[int, int, int]:
 
 
 def write_ct_rate(out: Path, *, num_images: int, image_size: int, imbalance_ratio: float, seed: int,
-                  progress: Callable) -> tuple[dict[str, int], list[str]]:
+                  progress: Callable, train_labels=None) -> tuple[dict[str, int], list[str]]:
+    """`train_labels` (optional): the training scans' label vectors, in order, one reconstruction
+    each (the bench's ideal arm renders exactly the vectors it plans); valid as usual."""
     from medlt.data.io import write_nifti
 
     classes = official_classes("ct-rate")
@@ -72,9 +74,11 @@ def write_ct_rate(out: Path, *, num_images: int, image_size: int, imbalance_rati
     plan_rng = _rng("ct-plan", seed)
     scans_per_split = {"train": num_images, "valid": num_valid}
     labels = {
-        "train": _scan_labels(num_images, ct_class_counts(num_images, C, imbalance_ratio), plan_rng),
+        "train": (_scan_labels(num_images, ct_class_counts(num_images, C, imbalance_ratio), plan_rng)
+                  if train_labels is None else np.asarray(train_labels, dtype=int).reshape(num_images, C)),
         "valid": _scan_labels(num_valid, ct_class_counts(num_valid, C, imbalance_ratio, minimum=2), plan_rng),
     }
+    one_recon = train_labels is not None
     # scans -> patients (1 or 2 scans each) -> volumes (1 or 2 reconstructions each)
     jobs = []
     for split in CT_SPLITS:
@@ -83,7 +87,7 @@ def write_ct_rate(out: Path, *, num_images: int, image_size: int, imbalance_rati
             pid += 1
             n_scans = min(scans_per_split[split] - s, 2 if plan_rng.random() < 0.3 else 1)
             for letter in "ab"[:n_scans]:
-                n_recon = 2 if plan_rng.random() < 0.3 else 1
+                n_recon = 1 if one_recon and split == "train" else (2 if plan_rng.random() < 0.3 else 1)
                 for recon in range(1, n_recon + 1):
                     jobs.append((split, pid, letter, recon, s))
                 s += 1

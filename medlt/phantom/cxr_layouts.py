@@ -56,26 +56,28 @@ def _write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
 
 
 def _plan(fmt: str, *, num_images: int, imbalance_ratio: float, seed: int, multi_label: bool,
-          per_class_val: int, per_class_test: int, test_fraction: float):
+          per_class_val: int, per_class_test: int, test_fraction: float, train_labels=None):
     classes = official_classes(fmt)
     per_split = split_primaries(num_images, len(classes), imbalance_ratio, multi_label=multi_label,
                                 per_class_val=per_class_val, per_class_test=per_class_test,
                                 test_fraction=test_fraction)
     nf = classes.index("No Finding") if "No Finding" in classes else None
     items = plan_images(len(classes), per_split, multi_label=multi_label, no_finding=nf,
-                        rng=_rng("plan", fmt, seed, multi_label))
+                        rng=_rng("plan", fmt, seed, multi_label),
+                        given=None if train_labels is None else {"train": list(train_labels)})
     return classes, items
 
 
 def write_nih(out: Path, *, num_images: int, image_size: int, imbalance_ratio: float, seed: int,
               multi_label: bool, per_class_val: int, per_class_test: int, test_fraction: float,
-              progress: Callable) -> tuple[dict[str, int], list[str]]:
+              progress: Callable, train_labels=None) -> tuple[dict[str, int], list[str]]:
     from medlt.data.io import write_png
 
     layout = "nih-cxr-lt"
     classes, items = _plan(layout, num_images=num_images, imbalance_ratio=imbalance_ratio, seed=seed,
                            multi_label=multi_label, per_class_val=per_class_val,
-                           per_class_test=per_class_test, test_fraction=test_fraction)
+                           per_class_test=per_class_test, test_fraction=test_fraction,
+                           train_labels=train_labels)
     splits = NIH_MULTI_SPLITS if multi_label else NIH_SINGLE_SPLITS
     patient_col = "subj_id" if multi_label else "subject_id"
     rows: dict[str, list[dict]] = {s: [] for s in splits}

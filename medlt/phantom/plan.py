@@ -9,6 +9,9 @@ Multi-label (NIH "miccai2023" CSVs, splits train/val/test): every image has one 
 drawn as above (train: the formula; val/test: the scaled tail, at least 2 each), plus, for images
 that are not "No Finding", one extra finding with probability 0.35 and a second with 0.1.
 
+Given label vectors (`given`, used by the bench's ideal arm): a split whose vectors are given holds
+exactly those images in that order (no extra findings drawn), grouped into patients as above.
+
 Patients: each split's images are shuffled and grouped into patients of 1-4 images (mostly 1-2);
 patient numbers are unique across splits, so splits are patient-disjoint by construction.
 """
@@ -58,12 +61,32 @@ def _patient_sizes(n: int, rng: np.random.Generator) -> list[int]:
     return sizes
 
 
+def _given_split(split: str, vectors, first_patient: int, rng: np.random.Generator) -> list[PlannedImage]:
+    """Images with exactly the label vectors `vectors`, in order, grouped into patients."""
+    out: list[PlannedImage] = []
+    pos, patient = 0, first_patient
+    for size in _patient_sizes(len(vectors), rng):
+        for k in range(size):
+            vec = tuple(int(x) for x in vectors[pos])
+            out.append(PlannedImage(split, patient, k, vec, vec.index(1) if 1 in vec else -1))
+            pos += 1
+        patient += 1
+    return out
+
+
 def plan_images(num_classes: int, per_split: dict[str, list[int]], *, multi_label: bool,
-                no_finding: int | None, rng: np.random.Generator) -> list[PlannedImage]:
-    """Labels and patients for every image of every split, in a fixed order."""
+                no_finding: int | None, rng: np.random.Generator,
+                given: dict[str, list] | None = None) -> list[PlannedImage]:
+    """Labels and patients for every image of every split, in a fixed order; a split in `given`
+    holds exactly the label vectors given for it, in that order."""
     out: list[PlannedImage] = []
     next_patient = 1
     for split, counts in per_split.items():
+        if given is not None and split in given:
+            items = _given_split(split, given[split], next_patient, rng)
+            out += items
+            next_patient = max((i.patient for i in items), default=next_patient - 1) + 1
+            continue
         primaries = np.repeat(np.arange(num_classes), counts)
         rng.shuffle(primaries)
         pos = 0

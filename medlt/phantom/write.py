@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +59,7 @@ def write_phantom(layout: str, out_dir: str | Path, *, num_images: int | None = 
                   image_size: int | None = None, imbalance_ratio: float = 0.01, seed: int = 0,
                   multi_label: bool = False, per_class_val: int = 5, per_class_test: int = 10,
                   test_fraction: float = 0.25, per_class: int | None = None,
+                  train_labels: Sequence[Sequence[int]] | None = None,
                   progress: Callable | None = None) -> PhantomSummary:
     """Write a long-tailed phantom of `layout` ("nih-cxr-lt", "mimic-cxr-lt", "ct-rate") to `out_dir`.
 
@@ -72,6 +73,10 @@ def write_phantom(layout: str, out_dir: str | Path, *, num_images: int | None = 
     per_class: a *balanced* set instead of a long tail (balanced_counts.py): exactly this many
     training images per class (NIH multi-label: images whose primary finding is the class; CT-RATE:
     scans positive for the class); excludes `num_images` and sets the imbalance ratio to 1.
+    train_labels: NIH and CT-RATE only: the training split is exactly these label vectors (0/1 per
+    class, in the layout's class order), one image (CT: one scan, one reconstruction) each, in this
+    order; the other splits as usual. Excludes `num_images` and `per_class`; the marker records
+    their number and sha256 (`train_labels_sha256`). Used by the bench's ideal arm (medlt.bench.ideal).
 
     `out_dir` must be empty, missing, or a previous phantom (it holds medlt_phantom.json); files of
     that previous phantom that the new one does not write are removed, nothing else is touched.
@@ -86,6 +91,11 @@ def write_phantom(layout: str, out_dir: str | Path, *, num_images: int | None = 
 
         raise DataError(f"unknown phantom layout '{layout}'; {did_you_mean(layout, LAYOUTS)}")
     out = Path(out_dir)
+    labels_sha = None
+    if train_labels is not None:
+        train_labels, labels_sha = check_train_labels(layout, train_labels, multi_label,
+                                                       num_images=num_images, per_class=per_class)
+        num_images = len(train_labels)
     if per_class is not None:
         from medlt.phantom.balanced_counts import balanced_options
 
@@ -115,6 +125,8 @@ def write_phantom(layout: str, out_dir: str | Path, *, num_images: int | None = 
               "per_class_test": per_class_test, "test_fraction": test_fraction}
     if per_class is not None:
         params["per_class"] = int(per_class)
+    if labels_sha is not None:
+        params["train_labels_sha256"] = labels_sha
     atomic_write_text(out / PARTIAL, json.dumps({"generator": "medlt phantom", "parameters": params, **claim},
                                                 indent=1) + "\n")
     (out / MARKER).unlink(missing_ok=True)  # from here on the folder is not a complete phantom
@@ -124,7 +136,7 @@ def write_phantom(layout: str, out_dir: str | Path, *, num_images: int | None = 
         counts, written = write_nih(out, num_images=num_images, image_size=image_size,
                            imbalance_ratio=imbalance_ratio, seed=seed, multi_label=multi_label,
                            per_class_val=per_class_val, per_class_test=per_class_test,
-                           test_fraction=test_fraction, progress=progress)
+                           test_fraction=test_fraction, progress=progress, train_labels=train_labels)
     elif layout == "mimic-cxr-lt":
         from medlt.phantom.cxr_layouts import write_mimic
 
@@ -136,7 +148,8 @@ def write_phantom(layout: str, out_dir: str | Path, *, num_images: int | None = 
         from medlt.phantom.ct_layout import write_ct_rate
 
         counts, written = write_ct_rate(out, num_images=num_images, image_size=image_size,
-                               imbalance_ratio=imbalance_ratio, seed=seed, progress=progress)
+                               imbalance_ratio=imbalance_ratio, seed=seed, progress=progress,
+                               train_labels=train_labels)
     written = sorted(written)
     # remove what an earlier phantom (or a stopped run) wrote here and this one did not; files that
     # were in the folder before and are not an earlier phantom's stay
@@ -154,6 +167,35 @@ def write_phantom(layout: str, out_dir: str | Path, *, num_images: int | None = 
                                                indent=1) + "\n")
     (out / PARTIAL).unlink()
     return PhantomSummary(layout, out, counts, params, written)
+
+
+def train_labels_sha256(train_labels) -> str:
+    """sha256 over the training label vectors, one line of 0/1 digits each, in order."""
+    import hashlib
+
+    return hashlib.sha256("".join("".join(str(int(v)) for v in row) + "\n"
+                                  for row in train_labels).encode()).hexdigest()
+
+
+def check_train_labels(layout: str, train_labels, multi_label: bool, *, num_images, per_class):
+    """(the vectors as tuples, their sha256); DataError naming what is wrong."""
+    from medlt.data.labels import official_classes
+
+    if layout not in ("nih-cxr-lt", "ct-rate"):
+        raise DataError(f"train_labels: the {layout} phantom cannot be written from given label vectors "
+                        f"(nih-cxr-lt and ct-rate can)")
+    if num_images is not None or per_class is not None:
+        raise DataError("train_labels excludes num_images and per_class (its length is the training set)")
+    k = len(official_classes(layout))
+    rows = [tuple(int(v) for v in row) for row in train_labels]
+    if not rows:
+        raise DataError("train_labels: no label vector given")
+    for i, row in enumerate(rows):
+        if len(row) != k or any(v not in (0, 1) for v in row):
+            raise DataError(f"train_labels[{i}]: expected {k} values of 0/1 ({layout} classes), got {list(row)}")
+        if layout == "nih-cxr-lt" and not multi_label and sum(row) != 1:
+            raise DataError(f"train_labels[{i}]: a single-label NIH phantom needs one-hot vectors, got {list(row)}")
+    return rows, train_labels_sha256(rows)
 
 
 def _files(folder: Path) -> list[str]:

@@ -78,3 +78,27 @@ def tiny_recipe(tiny_phantom, tmp_path_factory) -> Path:
     p = tmp_path_factory.mktemp("bench_recipe") / "tiny.yaml"
     p.write_text(TINY_RECIPE.format(root=tiny_phantom))
     return p
+
+
+@pytest.fixture(scope="session")
+def tiny_ml_recipe(tmp_path_factory) -> Path:
+    """The tiny bench recipe on a multi-label NIH phantom (miccai2023 CSVs: train/val/test)."""
+    out = tmp_path_factory.mktemp("bench_ml_phantom") / "p"
+    write_phantom("nih-cxr-lt", out, num_images=120, image_size=16, imbalance_ratio=0.05, seed=3, multi_label=True)
+    p = tmp_path_factory.mktemp("bench_ml_recipe") / "tiny_ml.yaml"
+    text = TINY_RECIPE.format(root=out).replace(
+        "  image_size: [16, 16]\n",
+        "  image_size: [16, 16]\n  multi_label: true\n  splits: {train: train, val: val, test: test, test_longtail: null}\n")
+    p.write_text(text.replace("quota: to_count:4", "quota: to_count:12"))
+    return p
+
+
+@pytest.fixture(scope="session")
+def tiny_ct_recipe(tmp_path_factory) -> Path:
+    """The CT-RATE phantom recipe on a 12-scan CT-RATE phantom (16 px)."""
+    out = tmp_path_factory.mktemp("bench_ct_phantom") / "p"
+    write_phantom("ct-rate", out, num_images=12, image_size=16, seed=3)
+    src = Path(__file__).resolve().parents[2] / "recipes" / "phantom" / "ct_rate.yaml"
+    p = tmp_path_factory.mktemp("bench_ct_recipe") / "ct.yaml"
+    p.write_text(src.read_text().replace("../../phantoms/ct-rate", str(out)))
+    return p

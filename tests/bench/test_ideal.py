@@ -47,3 +47,22 @@ def test_ideal_needs_a_phantom_and_a_plan(tiny_recipe, tmp_path):
     with pytest.raises(DataError, match="plans no image"):
         write_ideal_set(load_recipe(tiny_recipe, ["synth.quota=to_count:1"]), tmp_path / "s")
     assert ideal_phantom_seed(3) not in (3, 4)
+
+
+def test_ideal_arm_on_a_ct_phantom_with_a_probe_set(tiny_ct_recipe, tmp_path):
+    """CT-RATE (multi-label, every scan several findings): the ideal set renders the planned vectors
+    and a one-hot judged set; it used to stop at 'class ... has 0 unused phantom images'."""
+    from collections import Counter
+
+    from medlt.synth.generate import make_plan
+
+    recipe = load_recipe(tiny_ct_recipe, ["synth.quota=to_count:3"])
+    table = load_table(recipe)
+    names = list(table.label_space.names)
+    res = write_ideal_set(recipe, tmp_path / "set", judged_per_class=2)
+    added = pd.read_csv(tmp_path / "set" / "ideal.csv").query("source == 'ideal'")
+    planned = Counter(tuple(j.label) for j in make_plan(recipe, table).jobs)
+    assert Counter(tuple(int(v) for v in r) for r in added[names].to_numpy()) == planned
+    judged = pd.read_csv(tmp_path / "set" / "manifest.csv")
+    assert judged[names].sum().tolist() == [2] * len(names) and (judged[names].sum(axis=1) == 1).all()
+    assert res["ideal_images"] == len(added) == sum(planned.values())

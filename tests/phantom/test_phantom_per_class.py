@@ -67,3 +67,27 @@ def test_per_class_error_paths(tmp_path, capsys):
                            capsys)
     assert code != 0 and "drop --imbalance-ratio" in err and "Traceback" not in err
     assert not (tmp_path / "q").exists()
+
+
+def test_train_labels_render_exactly_the_given_vectors(tmp_path):
+    """write_phantom(train_labels=...): the training split is exactly the given vectors, in order."""
+    import pandas as pd
+    import pytest
+
+    from medlt.errors import DataError
+    from medlt.phantom import write_phantom
+
+    k = 20
+    vecs = [tuple(int(i in (j, (j + 3) % k)) for i in range(k)) for j in range(5)] + [tuple(int(i == 2) for i in range(k))] * 2
+    s = write_phantom("nih-cxr-lt", tmp_path / "n", train_labels=vecs, image_size=16, seed=5, multi_label=True)
+    train = pd.read_csv(tmp_path / "n" / "miccai2023_nih-cxr-lt_labels_train.csv")
+    assert [tuple(r) for r in train.iloc[:, 1:k + 1].to_numpy()] == vecs and train["id"].is_unique
+    assert s.parameters["num_images"] == len(vecs) and len(s.parameters["train_labels_sha256"]) == 64
+    with pytest.raises(DataError, match=r"train_labels\[0\]: expected 20 values"):
+        write_phantom("nih-cxr-lt", tmp_path / "x", train_labels=[(1, 0)], multi_label=True)
+    with pytest.raises(DataError, match="single-label NIH phantom needs one-hot"):
+        write_phantom("nih-cxr-lt", tmp_path / "x", train_labels=vecs)
+    with pytest.raises(DataError, match="excludes num_images"):
+        write_phantom("nih-cxr-lt", tmp_path / "x", train_labels=vecs, num_images=3, multi_label=True)
+    with pytest.raises(DataError, match="mimic-cxr-lt phantom cannot"):
+        write_phantom("mimic-cxr-lt", tmp_path / "x", train_labels=vecs)
