@@ -73,9 +73,9 @@ def test_share_interval_keeps_resamples_with_zero_headroom():
     copies = _preds(rng, true, 0.6)
     ideal = {"true": true, "predicted": copies["predicted"].copy()}
     wrong_a = np.flatnonzero((true == 0) & (copies["predicted"] != 0))[:5]
-    ideal["predicted"][wrong_a] = 0  # ideal beats copies on 5 images of class a only
+    ideal["predicted"][wrong_a] = 0  # ideal beats copies on a few images of class a only
     method = {"true": true, "predicted": copies["predicted"].copy()}
-    method["predicted"][wrong_a[:3]] = 0  # the method closes 3 of those 5
+    method["predicted"][wrong_a] = 0  # the method closes those too, and gains on two tail images
     method["predicted"][np.flatnonzero((true == 3) & (copies["predicted"] != 3))[:2]] = 3
     b, seed = 2000, 4
     out = share_of_headroom([(copies, method)], [(copies, ideal)], LS, GROUPS, n_resamples=b, seed=seed)
@@ -95,7 +95,7 @@ def test_share_interval_keeps_resamples_with_zero_headroom():
             np.quantile(np.where(undefined, np.inf, ratios), 0.975)]
     assert h["share"]["interval"] == pytest.approx(want, abs=1e-9)
     dropped = np.quantile(ratios[~zero], [0.025, 0.975])
-    assert h["share"]["interval"][1] > dropped[1]  # dropping them narrowed the interval
+    assert h["share"]["interval"][1] > dropped[1] + 0.5  # dropping them narrowed the interval
     assert h["share"]["unbounded"] == [False, False]
 
 
