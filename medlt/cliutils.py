@@ -25,11 +25,12 @@ def load_recipe_cli(path: Path, sets: list[str] | None, *, uses: tuple[str, ...]
     data.image_size to those networks (medlt.recipe.checks)."""
     from medlt.recipe.checks import check_classifier_shapes, check_diffusion_shapes
 
-    recipe = load_recipe(path, list(sets or []))
+    sets = list(sets or [])
+    recipe = load_recipe(path, sets)
     if "diffusion" in uses:
-        check_diffusion_shapes(recipe, str(path))
+        check_diffusion_shapes(recipe, str(path), sets)
     if "classifier" in uses:
-        check_classifier_shapes(recipe, str(path))
+        check_classifier_shapes(recipe, str(path), sets)
     return recipe
 
 

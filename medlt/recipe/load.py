@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import types
 import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,15 +47,23 @@ def _is_path(annotation: Any) -> bool:
     return any(isinstance(a, type) and issubclass(a, Path) for a in _unwrap(annotation))
 
 
+class UnknownKey(RecipeError):
+    """A recipe key the schema does not have; `key` is its dotted path (e.g. 'regularizers[0].wieght')."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(message)
+        self.key = key
+
+
 def check_unknown_keys(data: Any, model: type[BaseModel], prefix: str = "") -> None:
-    """RecipeError naming the first unknown key, with a did-you-mean suggestion."""
+    """UnknownKey (a RecipeError) naming the first unknown key, with a did-you-mean suggestion."""
     if not isinstance(data, dict):
         return
     fields = model.model_fields
     for key, value in data.items():
         dotted = f"{prefix}{key}"
         if key not in fields:
-            raise RecipeError(f"recipe key '{dotted}' is unknown; {did_you_mean(str(key), tuple(fields))}")
+            raise UnknownKey(dotted, f"recipe key '{dotted}' is unknown; {did_you_mean(str(key), tuple(fields))}")
         sub = _model_in(fields[key].annotation)
         if sub is None:
             continue
@@ -81,19 +90,35 @@ def _resolve_paths(data: Any, model: type[BaseModel], base: Path) -> None:
             _resolve_paths(value, sub, base)
 
 
+def override_name(text: str) -> str:
+    """How an error names a `--set` override: '--set training.lr=-1'."""
+    return f"--set {text}"
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """'training.lr=1e-4' -> (['training', 'lr'], 0.0001); the value is parsed as YAML."""
     if "=" not in text:
-        raise RecipeError(f"override '{text}' must look like key.path=value")
+        raise RecipeError(f"{override_name(text)}: must look like key.path=value")
     key, raw = text.split("=", 1)
     parts = [p for p in key.strip().split(".") if p]
     if not parts:
-        raise RecipeError(f"override '{text}' has an empty key")
+        raise RecipeError(f"{override_name(text)}: the key before '=' is empty")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as e:
-        raise RecipeError(yaml_problem(e, f"override '{text}'", with_line=False)) from None
+        raise RecipeError(yaml_problem(e, override_name(text), with_line=False)) from None
     return parts, value
+
+
+def _list_item(node: list, part: str, text: str, dotted: str) -> int:
+    """The index `part` names in the list at `dotted`; RecipeError naming the override otherwise."""
+    try:
+        i = int(part)
+        node[i]
+    except (ValueError, IndexError):
+        raise RecipeError(f"{override_name(text)}: no list item '{part}' in '{dotted}' (it has "
+                          f"{len(node)} item(s), numbered from 0)") from None
+    return i
 
 
 def apply_overrides(data: dict, overrides: list[str], cwd: Path) -> None:
@@ -103,23 +128,21 @@ def apply_overrides(data: dict, overrides: list[str], cwd: Path) -> None:
         model: type[BaseModel] | None = Recipe
         for i, part in enumerate(parts[:-1]):
             if isinstance(node, list):
-                try:
-                    node = node[int(part)]
-                except (ValueError, IndexError):
-                    raise RecipeError(f"override '{text}': no list item '{part}'") from None
+                node = node[_list_item(node, part, text, ".".join(parts[:i]))]
                 continue
             if model is not None and part not in model.model_fields:
                 dotted = ".".join(parts[: i + 1])
-                raise RecipeError(f"override '{text}': recipe key '{dotted}' is unknown; "
+                raise RecipeError(f"{override_name(text)}: recipe key '{dotted}' is unknown; "
                                   f"{did_you_mean(part, tuple(model.model_fields))}")
             field = model.model_fields[part] if model is not None else None
             model = _model_in(field.annotation) if field is not None else None
-            if not isinstance(node.get(part), dict | list):
-                node[part] = {}
+            if not isinstance(node.get(part), dict | list):  # not in the file: an empty list or section
+                is_list = field is not None and typing.get_origin(field.annotation) is list
+                node[part] = [] if is_list else {}
             node = node[part]
         last = parts[-1]
         if isinstance(node, list):
-            node[int(last)] = value
+            node[_list_item(node, last, text, ".".join(parts[:-1]))] = value
             continue
         if model is not None:
             field = model.model_fields.get(last)
@@ -127,6 +150,23 @@ def apply_overrides(data: dict, overrides: list[str], cwd: Path) -> None:
                 p = Path(value).expanduser()
                 value = str(p if p.is_absolute() else (cwd / p).resolve())
         node[last] = value
+
+
+def key_source(key: str, source: str, overrides: Sequence[str] = (), message: str = "") -> str:
+    """Where the value of recipe key `key` ('regularizers[0].weight') came from: the last `--set`
+    override that set it or a section holding it ('--set regularizers=[...]'), else one whose key the
+    problem's `message` names (a check across keys, e.g. model.channels vs model.norm_num_groups),
+    else `source` (the recipe file)."""
+    parts = tuple(re.findall(r"[^.\[\]]+", key))
+    set_keys = [(text, text.split("=", 1)[0].strip()) for text in reversed(overrides)]
+    for text, set_key in set_keys:
+        set_parts = tuple(p for p in set_key.split(".") if p)
+        if parts and set_parts and parts[: len(set_parts)] == set_parts:
+            return override_name(text)
+    for text, set_key in set_keys:
+        if set_key and re.search(rf"(?<![\w.]){re.escape(set_key)}(?![\w])", message):
+            return override_name(text)
+    return source
 
 
 def dotted_key(loc: tuple | list) -> str:
@@ -174,11 +214,12 @@ def _describe(e: dict) -> tuple[str, str]:
     return key or "(top level)", msg
 
 
-def _format_validation_error(err: ValidationError, source: str) -> str:
+def _format_validation_error(err: ValidationError, source: str, overrides: Sequence[str] = ()) -> str:
+    """One line per problem, each naming where the key's value came from (the file or a --set)."""
     lines = []
     for e in err.errors():
         key, msg = _describe(e)
-        lines.append(f"{source}: recipe key '{key}': {msg}")
+        lines.append(f"{key_source(key, source, overrides, msg)}: recipe key '{key}': {msg}")
     return "\n".join(lines)
 
 
@@ -201,16 +242,17 @@ def recipe_from_dict(data: dict, *, base_dir: Path, overrides: list[str] | None 
                      source: str = "<recipe>", cwd: Path | None = None) -> Recipe:
     if not isinstance(data, dict):
         raise RecipeError(f"{source}: a recipe must be a YAML mapping, got {type(data).__name__}")
+    overrides = list(overrides or [])
     _resolve_paths(data, Recipe, base_dir)
-    apply_overrides(data, overrides or [], cwd or Path.cwd())
+    apply_overrides(data, overrides, cwd or Path.cwd())
     try:
         check_unknown_keys(data, Recipe)
-    except RecipeError as e:
-        raise RecipeError(f"{source}: {e}") from None
+    except UnknownKey as e:
+        raise RecipeError(f"{key_source(e.key, source, overrides)}: {e}") from None
     try:
         return Recipe.model_validate(data)
     except ValidationError as e:
-        raise RecipeError(_format_validation_error(e, source)) from None
+        raise RecipeError(_format_validation_error(e, source, overrides)) from None
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:

@@ -89,3 +89,34 @@ def test_resolved_dump_round_trips(tmp_path):
     again = recipe_from_resolved(yaml.safe_load(out.read_text()))
     assert recipe_to_dict(again) == recipe_to_dict(r)
     assert not list((tmp_path / "run").glob(".*tmp"))
+
+
+def test_a_bad_set_is_named_not_the_recipe_file(tmp_path):
+    p = _write(tmp_path, {**BASE, "training": {"lr": -2}})
+    with pytest.raises(RecipeError) as e:  # the file's own bad value still names the file
+        load_recipe(p)
+    assert str(e.value).startswith(f"{p}: recipe key 'training.lr': must be >= 0")
+    p = _write(tmp_path, BASE)
+    for override, expected in [
+        ("training.lr=-1", "recipe key 'training.lr': must be >= 0"),
+        ("training.lrr=1", "recipe key 'training.lrr' is unknown; did you mean 'lr'?"),
+        ("training={lrr: 1}", "recipe key 'training.lrr' is unknown"),
+        ("regularizers=[{name: cbdm, weight: -1}]", "recipe key 'regularizers[0].weight'"),
+        ("regularizers.3=x", "no list item '3' in 'regularizers' (it has 0 item(s)"),
+        ("training.max_steps=[", "not valid YAML"),
+    ]:
+        with pytest.raises(RecipeError) as e:
+            load_recipe(p, ["seed=3", override, "data.image_size=[16, 16]"])
+        lines = str(e.value).splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"--set {override}: ") and expected in lines[0], lines
+        assert str(p) not in lines[0]
+
+
+def test_a_set_that_breaks_a_network_check_is_named(tmp_path, capsys):
+    from tests.cli_run import run_cli
+
+    p = _write(tmp_path, BASE)
+    code, _, err = run_cli(["train", p, "--out", tmp_path / "run", "--set", "data.image_size=[9, 9]"], capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, err
+    assert lines[0].startswith("error: --set data.image_size=[9, 9]: recipe key 'data.image_size': every size")

@@ -74,7 +74,7 @@ def test_out_of_range_value_names_key_and_range(recipe_file, override, expected)
     with pytest.raises(RecipeError) as e:
         load_recipe(recipe_file, [override])
     lines = str(e.value).splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"{recipe_file}: recipe key '"), lines
+    assert len(lines) == 1 and lines[0].startswith(f"--set {override}: recipe key '"), lines  # not the file
     assert expected in lines[0]
 
 
