@@ -21,7 +21,8 @@ app = typer.Typer(
         "Progress goes to stderr: a bar on a terminal, otherwise one plain line (count, rate, ETA) at most "
         "every 15 s. Environment: MEDLT_PROGRESS=auto (default) | bar (or 1) | lines | off (or 0); "
         "MEDLT_PROGRESS_INTERVAL_S=seconds between plain lines.\n\n"
-        "Errors are one line each with a non-zero exit (2 for recipe errors); --debug shows tracebacks."
+        "Errors are one line each with a non-zero exit (2 for recipe and command-line errors); --debug shows "
+        "tracebacks."
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -32,9 +33,29 @@ app = typer.Typer(
 _state = {"debug": False}
 
 
+def package_version() -> str:
+    """The installed medlt's version (package metadata), else medlt.__version__ (a source checkout)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("medlt")
+    except PackageNotFoundError:
+        from medlt import __version__
+
+        return __version__
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"medlt {package_version()}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _main(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks instead of one-line errors."),
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                 help="Print medlt's version and exit."),
 ) -> None:
     _state["debug"] = debug
 

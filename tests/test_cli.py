@@ -79,3 +79,20 @@ def test_bare_verb_group_still_shows_its_help(capsys):
 
     code, out, err = run_cli(["data"], capsys)
     assert code == 2 and "Usage: medlt data" in out + err and "error" not in (out + err).lower()
+
+
+def test_version_prints_the_package_version(capsys, monkeypatch):
+    import importlib.metadata
+
+    import medlt
+    from tests.cli_run import run_cli
+
+    code, out, err = run_cli(["--version"], capsys)
+    assert code == 0 and err == "" and out == f"medlt {importlib.metadata.version('medlt')}\n"
+
+    def not_installed(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", not_installed)  # a source checkout: medlt.__version__
+    code, out, _ = run_cli(["--version"], capsys)
+    assert code == 0 and out == f"medlt {medlt.__version__}\n"
