@@ -22,7 +22,9 @@ Layout of a bench folder DIR (every run folder is an ordinary medlt run folder):
                                    eval/ is a `medlt evaluate` folder (`medlt report` opens it)
 
 A cell is finished when DIR/.../cell.json exists; it is written atomically as the cell's last act
-and records its wall time. An unfinished generator cell resumes through `medlt train --resume`
+and records its wall time: the sum over its attempts (`wall_s`, with `attempts` and
+`wall_s_last_attempt`). An attempt that stops with an error or Ctrl-C appends its time to
+DIR/.../attempts.json (a process killed outright cannot; its time is lost). An unfinished generator cell resumes through `medlt train --resume`
 (same losses and data order as an uninterrupted run) and `medlt synth`'s own resume (identical
 bytes); an unfinished classifier cell is redone from scratch.
 
@@ -57,6 +59,8 @@ from medlt.errors import MedltError
 from medlt.utils.atomic import atomic_write_text
 
 MARKER = "cell.json"
+#: the wall time of a cell's unfinished attempts (seconds, one entry per attempt)
+ATTEMPTS = "attempts.json"
 
 #: the real-data judge's classifier.method: of erm, crt and class-balanced, the best tail recall on the
 #: phantom's long-tailed training split (docs/benchmark.md, "the judge on real data")
@@ -196,6 +200,16 @@ class Judge:
         return self.kind != "phantom-oracle"
 
 
+def earlier_attempts(c: Cell) -> list[float]:
+    """Wall seconds of the cell's earlier, unfinished attempts (DIR/.../attempts.json; [] if none)."""
+    f = c.dir / ATTEMPTS
+    try:
+        v = json.loads(f.read_text()) if f.is_file() else []
+    except (OSError, ValueError):
+        return []
+    return [float(x) for x in v] if isinstance(v, list) and all(isinstance(x, int | float) for x in v) else []
+
+
 class Runner:
     """Runs the cells of a plan with one base recipe; `log(line)` gets the progress lines."""
 
@@ -243,14 +257,24 @@ class Runner:
                 self.log(f"cell {i}/{n} {c.label}: done, skipped")
                 continue
             self._bench_log(f"start {c.dir.relative_to(self.plan.out)}")
+            earlier = earlier_attempts(c)  # read before a cell that is redone from scratch clears its folder
             t0 = time.perf_counter()
-            extra = getattr(self, f"_run_{c.kind.replace('-', '_')}")(c, lambda what, i=i, c=c: self.log(f"cell {i}/{n} {c.label}: {what}"))
-            wall = time.perf_counter() - t0
+            try:
+                extra = getattr(self, f"_run_{c.kind.replace('-', '_')}")(
+                    c, lambda what, i=i, c=c: self.log(f"cell {i}/{n} {c.label}: {what}"))
+            except BaseException:  # an error or Ctrl-C: keep this attempt's time for the resumed cell
+                c.dir.mkdir(parents=True, exist_ok=True)
+                atomic_write_text(c.dir / ATTEMPTS, json.dumps([*earlier, round(time.perf_counter() - t0, 3)]) + "\n")
+                raise
+            last = time.perf_counter() - t0
+            wall = last + sum(earlier)
             rec = {"cell": str(c.dir.relative_to(self.plan.out)), "kind": c.kind, "method": c.method,
                    "generator_seed": c.gen_seed, "classifier_seed": c.clf_seed, "wall_s": round(wall, 3),
+                   "attempts": len(earlier) + 1, "wall_s_last_attempt": round(last, 3),
                    "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                    "data_fingerprint": self.data_fingerprint, **(extra or {})}
             atomic_write_text(c.marker, json.dumps(rec, indent=1) + "\n")
+            (c.dir / ATTEMPTS).unlink(missing_ok=True)  # summed into cell.json
             self._bench_log(f"done {c.dir.relative_to(self.plan.out)} {wall:.1f}s")
             self.log(f"cell {i}/{n} {c.label}: finished in {wall:.1f} s")
             ran.append(c)

@@ -3,7 +3,9 @@ would otherwise reject only after hours of training is refused here, in one line
 recipe key or file.
 
 - `--out`: a bench folder (bench.settings.json), an empty folder or a new path; any other folder
-  (a `medlt synth` output, a run folder, ...) is refused so that no file is mixed into it;
+  (a `medlt synth` output, a run folder, ...) is refused so that no file is mixed into it; it must be
+  writable (a file is created and removed in it, or in its nearest existing parent); a run holds
+  OUT/.lock (an exclusive lock) while it works, so a second bench in the same folder is refused;
 - `--reference-classifier`: loads and must have the recipe's classes and image size;
 - `--feature-extractor`: must load (a missing file is refused);
 - `synth.quota`: must plan at least one synthetic image on this data (else every method arm is the
@@ -16,7 +18,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from medlt.errors import DataError, RecipeError
+from medlt.errors import DataError, OutputError, RecipeError
+
+#: the lock file a running bench holds in its folder
+LOCK = ".lock"
 
 
 def check_out_folder(out: Path, settings_file: str) -> None:
@@ -26,13 +31,62 @@ def check_out_folder(out: Path, settings_file: str) -> None:
         raise RecipeError(f"--out {out}: is a file, not a folder")
     if not out.is_dir() or (out / settings_file).is_file():
         return
-    entries = sorted(p.name for p in out.iterdir())
+    entries = sorted(p.name for p in out.iterdir() if p.name != LOCK)
     if not entries:
         return
     what = ("a `medlt synth` output (manifest.csv)" if "manifest.csv" in entries or "plan.json" in entries
             else f"{len(entries)} entries, e.g. {entries[0]}")
     raise RecipeError(f"--out {out}: folder is not empty and holds no bench (no {settings_file}; it holds {what}); "
                       f"choose a new or empty folder")
+
+
+def check_writable(out: Path) -> None:
+    """OutputError naming --out unless a file can be created in OUT (or, for a new OUT, in its nearest
+    existing parent, where OUT would be made); the probe file is removed at once."""
+    import os
+    import tempfile
+
+    out = Path(out)
+    where = out
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    try:
+        fd, name = tempfile.mkstemp(prefix=".medlt-write-check-", dir=where)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as e:
+        raise OutputError(f"--out {out}: cannot write in {where} ({e.strerror or e}); choose a writable folder") from None
+
+
+def lock_out_folder(out: Path):
+    """Take the exclusive lock OUT/.lock (fcntl.flock) for this process; returns the open file, which
+    holds the lock until it is closed or the process ends. OutputError naming the folder when another
+    bench holds it."""
+    import fcntl
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    f = open(out / LOCK, "a")  # noqa: SIM115  (held for the run)
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        raise OutputError(f"--out {out}: another `medlt bench` is running in this folder (it holds {out / LOCK}); "
+                          f"wait for it to finish or choose another --out") from None
+    return f
+
+
+def check_regularizers_not_set(sets: list[str]) -> None:
+    """UsageError for a user's --set of `regularizers` (or a key under it): every method of a bench
+    sets the recipe's regularizers itself, so the value would be replaced in every generator cell."""
+    from medlt.errors import UsageError
+
+    for s in sets:
+        key = s.split("=", 1)[0].strip()
+        if key == "regularizers" or key.startswith(("regularizers.", "regularizers[")):
+            raise UsageError(f"--set {key}: a bench's regularizers come from --methods (each method sets the "
+                             f"recipe's regularizers:), so this value would be replaced; give it as a method, "
+                             f"e.g. --methods 'cbdm(weight=0.3,tau=0.5)'")
 
 
 def check_judge_inputs(recipe, label_space, reference_classifier: Path | None,

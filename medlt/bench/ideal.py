@@ -76,6 +76,9 @@ def ideal_request(recipe, table, judged_per_class: int = 0) -> tuple:
     plan = make_plan(recipe, table)  # the bench's one plan: the base recipe's seed
     if not plan.jobs:
         raise DataError(f"ideal arm: the quota '{recipe.synth.quota}' plans no image, so there is nothing to add")
+    if not isinstance(params.get("image_size"), int):
+        raise DataError(f"ideal arm: the phantom marker under data.root ({recipe.data.root}) records no image_size, "
+                        f"so the ideal phantom cannot match it; write the phantom again with `medlt phantom`")
     seed = ideal_phantom_seed(int(params.get("seed", 0)))
     kw = dict(image_size=int(params["image_size"]), seed=seed)
     if not ls.multi_label:

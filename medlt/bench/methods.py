@@ -16,7 +16,7 @@ import difflib
 import math
 import re
 
-from medlt.errors import MedltError, RecipeError
+from medlt.errors import MedltError, RecipeError, UsageError
 
 #: method name -> regularizer entries (as in a recipe's `regularizers:` list), at their defaults
 METHODS: dict[str, list[dict]] = {
@@ -90,11 +90,15 @@ def _part(spec: str, part: str) -> list[dict]:
         raise RecipeError(f"--methods: '{spec}': '{name}' has no options")
     (reg,) = regs
     allowed = ("weight", *reg["options"])
+    given: set[str] = set()
     for item in (a for a in _split_top(args, ",") if a):
         key, eq, val = item.partition("=")
         key = key.strip()
         if not eq or not key:
             raise RecipeError(f"--methods: '{spec}': expected key=value, got '{item}'")
+        if key in given:  # the last value would win silently
+            raise RecipeError(f"--methods: '{spec}': '{key}' is given twice in '{name}(...)'; give each option once")
+        given.add(key)
         if key not in allowed:
             close = difflib.get_close_matches(key, allowed, n=1)
             hint = f"did you mean '{close[0]}'?" if close else f"known: {', '.join(allowed)}"
@@ -161,9 +165,11 @@ def canonical(method: str) -> str:
 def parse_methods(text: str) -> list[str]:
     """Comma-separated method specs (commas inside brackets belong to the spec), validated and
     returned in their canonical spelling, order kept; two spellings of one configuration are refused."""
-    specs = [m for m in _split_top(text, ",") if m]
-    if not specs:
-        raise RecipeError("--methods: no method given")
+    specs = _split_top(text, ",")
+    if not any(specs):
+        raise UsageError("--methods: no method given")
+    if "" in specs:
+        raise UsageError(f"--methods '{text}': an empty item (two commas in a row, or a comma at either end)")
     names: list[str] = []
     for spec in specs:
         if spec in CONTROLS:
@@ -178,10 +184,16 @@ def parse_methods(text: str) -> list[str]:
 
 
 def parse_seeds(text: str, what: str = "--seeds") -> list[int]:
+    """Distinct non-negative integers, comma-separated; UsageError (exit 2) naming the option for an
+    empty value or item, a non-integer, a repeat or a negative seed."""
+    if not text.strip():
+        raise UsageError(f"{what}: expected comma-separated integers, got '{text}'")
+    if "" in (p.strip() for p in text.split(",")):
+        raise UsageError(f"{what} '{text}': an empty item (two commas in a row, or a comma at either end)")
     try:
-        seeds = [int(s) for s in text.split(",") if s.strip()]
+        seeds = [int(s) for s in text.split(",")]
     except ValueError:
-        raise RecipeError(f"{what}: expected comma-separated integers, got '{text}'") from None
-    if not seeds or len(set(seeds)) != len(seeds) or any(s < 0 for s in seeds):
-        raise RecipeError(f"{what}: expected distinct non-negative integers, got '{text}'")
+        raise UsageError(f"{what}: expected comma-separated integers, got '{text}'") from None
+    if len(set(seeds)) != len(seeds) or any(s < 0 for s in seeds):
+        raise UsageError(f"{what}: expected distinct non-negative integers, got '{text}'")
     return seeds

@@ -18,6 +18,9 @@ FILE = "bench.settings.json"
 #: which is compared on its own)
 FREE_KEYS = ("methods", "seeds", "classifier_seeds", "recipe_file", "sets", "preset", "test_split_label",
              "resolved_sets")
+#: settings added after benches were first written, with the value a bench without them ran under:
+#: such a bench resumes as it was designed (no ideal arm, the real-only classifier as judge)
+OLD_DEFAULTS = {"ideal_arm": False, "judge_cell": False}
 
 
 def table_split_label(recipe) -> str:
@@ -76,10 +79,22 @@ def check_settings(out: Path, recipe, settings: dict) -> None:
     if diff:
         raise RecipeError(f"{out} holds a bench run with another recipe (recipe key(s) {', '.join(diff[:5])} "
                           f"differ); re-run it with the same recipe and --set, or choose another --out")
+    recorded = {**OLD_DEFAULTS, **old.get("settings", {})}  # a key the bench predates: its old default
     for k, v in settings.items():
-        if k not in FREE_KEYS and old.get("settings", {}).get(k) != v:
-            raise RecipeError(f"{out} holds a bench run with another {k} ({old.get('settings', {}).get(k)!r}, "
+        if k not in FREE_KEYS and recorded.get(k) != v:
+            raise RecipeError(f"{out} holds a bench run with another {k} ({recorded.get(k)!r}, "
                               f"now {v!r}); choose another --out")
+
+
+def predated_settings(out: Path) -> dict:
+    """For a bench folder written before some settings existed: {key: old default} for each key of
+    OLD_DEFAULTS its bench.settings.json lacks ({} for a new folder), so the bench resumes with the
+    cells it was started with."""
+    f = Path(out) / FILE
+    if not f.is_file():
+        return {}
+    have = json.loads(f.read_text()).get("settings", {})
+    return {k: v for k, v in OLD_DEFAULTS.items() if k not in have}
 
 
 def recorded_fingerprint(out: Path) -> dict | None:

@@ -13,7 +13,7 @@ from medlt.bench.methods import method_regularizers, parse_methods, parse_seeds
 from medlt.bench.paired_mean import mean_paired_difference
 from medlt.bench.table import aggregate
 from medlt.data.labels import LabelSpace
-from medlt.errors import RecipeError
+from medlt.errors import RecipeError, UsageError
 from medlt.metrics.bootstrap import paired_difference
 from tests.cli_run import run_cli as _cli
 
@@ -32,7 +32,7 @@ def test_methods_map_to_regularizers_and_combine():
     with pytest.raises(RecipeError, match="cannot be combined"):
         parse_methods("plain+cbdm")
     assert parse_seeds("0,1,2") == [0, 1, 2]
-    with pytest.raises(RecipeError, match="--seeds"):
+    with pytest.raises(UsageError, match="--seeds"):  # a command-line value: exit 2
         parse_seeds("0,x")
     # the registry's entries are copied, never shared with a recipe that could edit them
     method_regularizers("cbdm")[0]["options"]["tau"] = 9
