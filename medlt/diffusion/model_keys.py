@@ -98,6 +98,20 @@ def _shown(v: Any) -> str:
     return "null (pixel space)" if v is None else repr(v)
 
 
+def conflicts_line(conflicts: list[tuple[str, Any, Any]], where: str) -> str:
+    """One line naming every model-defining key the recipe sets otherwise than checkpoint `where`
+    (conflicts: (dotted key, recipe value, checkpoint value)), with both values of each."""
+    advice = ("a checkpoint defines its model: leave {} out of the recipe (or use the recipe the model was "
+              "trained with)")
+    if len(conflicts) == 1:
+        key, mine, theirs = conflicts[0]
+        return (f"recipe key '{key}' is {_shown(mine)} but checkpoint {where} was trained with {_shown(theirs)}; "
+                + advice.format("the key"))
+    shown = "; ".join(f"'{key}' (recipe {_shown(mine)}, checkpoint {_shown(theirs)})" for key, mine, theirs in conflicts)
+    return (f"{len(conflicts)} recipe keys differ from the values checkpoint {where} was trained with: {shown}; "
+            + advice.format("these keys"))
+
+
 def recipe_with_model_of(recipe, checkpoint_recipe, *, where: str, latent_config: dict | None = None,
                          compared: frozenset[str] = frozenset()):
     """`recipe` with the model-defining keys of `checkpoint_recipe` (the module docstring's rule).
@@ -112,6 +126,7 @@ def recipe_with_model_of(recipe, checkpoint_recipe, *, where: str, latent_config
 
     mine, theirs = recipe_to_dict(recipe), recipe_to_dict(checkpoint_recipe)
     out = recipe_to_dict(recipe)
+    conflicts = []  # (key, recipe value, checkpoint value)
     for path, value in _model_keys(theirs, latent_config):
         key = ".".join(path)
         if path == ("model", "latent"):
@@ -119,10 +134,10 @@ def recipe_with_model_of(recipe, checkpoint_recipe, *, where: str, latent_config
         else:
             differs = _get(mine, path) != value
         if differs and is_set(recipe, path) and key not in compared:
-            raise RecipeError(f"recipe key '{key}' is {_shown(_get(mine, path))} but checkpoint {where} was trained "
-                              f"with {_shown(value)}; a checkpoint defines its model: leave the key out of the "
-                              f"recipe (or use the recipe the model was trained with)")
+            conflicts.append((key, _get(mine, path), value))
         _put(out, path, value)
+    if conflicts:
+        raise RecipeError(conflicts_line(conflicts, where))
     objective = out["diffusion"]["objective"]
     if out["sampling"]["sampler"] not in SAMPLERS_BY_OBJECTIVE[objective]:
         out["sampling"]["sampler"] = theirs["sampling"]["sampler"]  # the sampler follows the objective

@@ -42,6 +42,26 @@ def test_a_key_the_recipe_sets_otherwise_is_refused_naming_both_values(tmp_path,
     assert "RUN/checkpoints/last.pt" in msg and "\n" not in msg
 
 
+def test_every_conflicting_key_is_named_in_one_line(tmp_path):
+    ckpt = toy_recipe(tmp_path, RFLOW)
+    mine = toy_recipe(tmp_path, ["diffusion.objective=epsilon", "diffusion.num_train_timesteps=50",
+                                 "model.channels=[4, 8]", "model.num_res_blocks=2", "model.norm_num_groups=2",
+                                 "diffusion.clip_sample=false", "data.image_size=[16, 16]"])
+    with pytest.raises(RecipeError) as e:
+        recipe_with_model_of(mine, ckpt, where="RUN/checkpoints/last.pt")
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith("7 recipe keys differ from the values checkpoint "
+                                              "RUN/checkpoints/last.pt was trained with: "), msg
+    for shown in ["'diffusion.objective' (recipe 'epsilon', checkpoint 'rflow')",
+                  "'diffusion.num_train_timesteps' (recipe 50, checkpoint 100)",
+                  "'diffusion.clip_sample' (recipe False, checkpoint True)",
+                  "'model.channels' (recipe [4, 8], checkpoint [8, 16])", "'model.num_res_blocks' (recipe 2, ",
+                  "'model.norm_num_groups' (recipe 2, checkpoint 4)",
+                  "'data.image_size' (recipe [16, 16], checkpoint [8, 8])"]:
+        assert shown in msg, shown
+    assert msg.endswith("leave these keys out of the recipe (or use the recipe the model was trained with)")
+
+
 def test_a_key_set_to_the_checkpoints_value_is_fine(tmp_path):
     ckpt = toy_recipe(tmp_path, RFLOW)
     r = recipe_with_model_of(toy_recipe(tmp_path, RFLOW), ckpt, where="RUN")
