@@ -20,7 +20,9 @@ classifier training).
 Each image's noise seed is a pure function of (recipe seed, class, index): re-running the same
 command skips finished files and completes an interrupted run with identical bytes; under
 `torchrun --nproc_per_node N -m medlt synth ...` every rank generates its share.
---dry-run prints the plan (class, group, real, to generate) and writes OUT/plan.json only.
+--dry-run prints the plan (class, group, real, to generate) and writes OUT/plan.json only; with
+--checkpoint it also runs the real run's checks of the checkpoint (its classes, the recipe's
+model-defining keys, the sampler, a --guidance-from file's checkpoint) without building the model.
 
 Near-copies: in medical data a synthetic image that reproduces a training image is a privacy leak
 (a real patient's anatomy in a set shared as synthetic). --drop-near-copies EXTRACTOR leaves out
@@ -36,7 +38,8 @@ replaces; OUT/dropped.csv lists every dropped image, its nearest real image and 
 def synth(
     recipe: Path = RECIPE_ARG,
     checkpoint: Path = typer.Option(None, "--checkpoint", "-c",
-                                    help="Diffusion checkpoint (RUN/checkpoints/last.pt). Not needed with --dry-run."),
+                                    help="Diffusion checkpoint (RUN/checkpoints/last.pt). Optional with --dry-run, "
+                                    "which then checks it as the real run would."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (created; re-use it to resume)."),
     quota: str = typer.Option(None, "--quota", help="to_head | to_count:N | to_ratio:R (default: recipe synth.quota)."),
     guidance: float = typer.Option(None, "--guidance", help="Classifier-free guidance scale w (default: recipe sampling.guidance_scale)."),
@@ -61,7 +64,7 @@ def synth(
     from rich.console import Console
 
     from medlt.cliutils import load_recipe_cli
-    from medlt.errors import MedltError
+    from medlt.errors import MedltError, UsageError
     from medlt.synth.generate import run_synth
     from medlt.synth.plan import plan_table
     from medlt.utils.checkpoint import file_sha256
@@ -72,17 +75,20 @@ def synth(
     rec = load_recipe_cli(recipe, sets)
     resolve_device(device, "--device")  # CUDA asked for but absent: one line, before any work
     if not dry_run and checkpoint is None:
-        raise MedltError("--checkpoint is required (only --dry-run works without it)")
+        raise UsageError("--checkpoint is required (only --dry-run works without it)")
     if (filter_classifier is None) != (min_confidence is None):
-        raise MedltError("the quality filter needs both --filter-classifier and --min-confidence")
+        raise UsageError("the quality filter needs both --filter-classifier and --min-confidence")
     if drop_near_copies is not None and not drop_near_copies.exists():
         raise MedltError(f"--drop-near-copies {drop_near_copies}: no such file or folder (give a feature "
                          f"extractor: a `medlt classify` or `medlt oracle` run, a TorchScript file or a state dict)")
     if dry_run:
-        res = run_synth(rec, out, quota=quota, guidance_scale=guidance, sampler=sampler, steps=steps,
-                        batch_size=batch_size, dry_run=True, show_progress=False, guidance_from=guidance_from)
+        res = run_synth(rec, out, checkpoint=checkpoint, quota=quota, guidance_scale=guidance, sampler=sampler,
+                        steps=steps, batch_size=batch_size, dry_run=True, show_progress=False,
+                        guidance_from=guidance_from, warn=_warn)
         console.print(plan_table(res.plan))
         console.print(f"rule: {res.plan.rule}")
+        console.print(f"checkpoint {checkpoint}: checked (classes, model-defining keys, sampler)" if checkpoint
+                      else "no --checkpoint given: its checks run only with --checkpoint")
         if "plan" in res.outputs:
             console.print(f"plan written to {res.outputs['plan']}")
         else:
@@ -101,7 +107,7 @@ def synth(
                         sampler=sampler, steps=steps, batch_size=batch_size, classifier=clf,
                         classifier_sha256=clf_sha, min_confidence=min_confidence, rank=dist.rank,
                         world_size=dist.world_size, device=str(dist.device), guidance_from=guidance_from,
-                        near_copies=drop_near_copies)
+                        near_copies=drop_near_copies, warn=_warn if dist.is_main else None)
         if dist.is_main:
             console.print(plan_table(res.plan, title=f"synthesised: quota {res.plan.quota}, "
                                                      f"{len(res.final_jobs)} images"))
@@ -117,6 +123,10 @@ def synth(
                 console.print(f"{name}: {p}")
     finally:
         cleanup()
+
+
+def _warn(line: str) -> None:
+    typer.echo(f"warning: {line}", err=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -18,6 +18,7 @@ Resume and sharding rules (see `medlt.synth.jobs` for why the bytes do not depen
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -27,12 +28,13 @@ from typing import Any
 
 import numpy as np
 
-from medlt.errors import CheckpointError, DataError, MedltError
+from medlt.errors import CheckpointError, DataError, MedltError, RecipeError, UsageError
 from medlt.recipe.diffusion import SAMPLERS_BY_OBJECTIVE
 from medlt.synth.guidance import apply_guidance_file, check_tuned_for, job_scales
 from medlt.synth.jobs import Job, batches, rank_batches, replacement_jobs
 from medlt.synth.manifest import write_dropped, write_manifests, write_merged_recipe
 from medlt.synth.plan import SynthPlan, build_plan, check_resume, train_label_matrix, write_plan
+from medlt.synth.quotas import parse_quota
 from medlt.synth.writers import OutputLayout, ct_output_spacing, cxr_output_spacing, resolve_layout
 from medlt.utils.atomic import atomic_write_text
 
@@ -51,11 +53,15 @@ class SynthResult:
     dropped: list[dict] = field(default_factory=list)  # filters: the images left out (DIR/dropped.csv)
     outputs: dict[str, Path] = field(default_factory=dict)
     seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)  # for the user (stderr), e.g. a guidance file tuned otherwise
 
 
 def sampling_settings(recipe, *, guidance_scale: float | None = None, sampler: str | None = None,
                       steps: int | None = None, batch_size: int | None = None) -> dict[str, Any]:
-    """CLI values override recipe.sampling / recipe.synth."""
+    """CLI values override recipe.sampling / recipe.synth; a bad one is a UsageError (exit 2) naming
+    its option (a recipe sampler that does not fit the objective: a RecipeError naming the key)."""
+    if guidance_scale is not None and not (math.isfinite(float(guidance_scale)) and float(guidance_scale) >= 0):
+        raise UsageError(f"--guidance must be a number >= 0, got {guidance_scale}")
     s = {
         "guidance_scale": float(recipe.sampling.guidance_scale if guidance_scale is None else guidance_scale),
         "sampler": str(recipe.sampling.sampler if sampler is None else sampler),
@@ -64,12 +70,14 @@ def sampling_settings(recipe, *, guidance_scale: float | None = None, sampler: s
     }
     fits = SAMPLERS_BY_OBJECTIVE[recipe.diffusion.objective]
     if s["sampler"] not in fits:
-        raise MedltError(f"--sampler '{s['sampler']}' does not fit diffusion.objective={recipe.diffusion.objective}; "
-                         f"choose one of: {', '.join(fits)}")
+        where, error = ("--sampler", UsageError) if sampler is not None else ("recipe key 'sampling.sampler'",
+                                                                              RecipeError)
+        raise error(f"{where} '{s['sampler']}' does not fit diffusion.objective={recipe.diffusion.objective}; "
+                    f"choose one of: {', '.join(fits)}")
     if s["steps"] < 1:
-        raise MedltError(f"--steps must be >= 1, got {s['steps']}")
+        raise UsageError(f"--steps must be >= 1, got {s['steps']}")
     if s["batch_size"] < 1:
-        raise MedltError(f"--batch-size must be >= 1, got {s['batch_size']}")
+        raise UsageError(f"--batch-size must be >= 1, got {s['batch_size']}")
     return s
 
 
@@ -200,7 +208,7 @@ def run_synth(recipe, out_dir: str | Path, *, generator=None, checkpoint: str | 
               min_confidence: float | None = None, rank: int = 0, world_size: int = 1,
               device: str = "cpu", show_progress: bool = True,
               guidance_from: str | Path | None = None, near_copies: str | Path | None = None,
-              plan_seed: int | None = None) -> SynthResult:
+              plan_seed: int | None = None, warn=None) -> SynthResult:
     """Plan and (unless dry_run) generate a class-balanced synthetic training set into `out_dir`.
 
     `generator` (an object with `.generate`, `.label_space`, `.checkpoint_sha256`, `.image_shape`)
@@ -210,30 +218,41 @@ def run_synth(recipe, out_dir: str | Path, *, generator=None, checkpoint: str | 
     guidance.json; each row then gets its group's scale (medlt.synth.guidance). `near_copies`: a
     feature extractor; images flagged as near-copies of real training images are dropped and
     re-drawn (medlt.synth.near_copies). `plan_seed`: the multi-label plan's seed (make_plan).
+    `warn`: called with each warning for the user as soon as it is known, before any image is
+    generated (they are also in the result's `warnings`).
     """
     from medlt.utils.distributed import barrier
 
     t0 = time.perf_counter()
     out_dir = Path(out_dir).resolve()
+    if quota is not None:  # a --quota value: checked here, so that '' does not fall back to the recipe's
+        parse_quota(quota, where="--quota", error=UsageError)
     if table is None:
         from medlt.data.table import load_table
 
         table = load_table(recipe)
+    checked_sha = None  # --dry-run with a checkpoint: its sha256, for the guidance file's check
     if not dry_run:
         generator, recipe = _generator_and_recipe(recipe, table, generator, checkpoint, device)
+    elif checkpoint is not None:  # the dry run checks what the real run checks of the checkpoint
+        recipe, checked_sha = checkpoint_recipe(recipe, table, checkpoint)
     plan = make_plan(recipe, table, quota, plan_seed)
+    check_plan_not_empty(plan, quota_from_cli=quota is not None)
     settings: dict[str, Any] = {"quota": str(plan.quota), **sampling_settings(
         recipe, guidance_scale=guidance_scale, sampler=sampler, steps=steps, batch_size=batch_size)}
+    warnings: list[str] = []
     if guidance_from is not None:
         if guidance_scale is not None:
-            raise MedltError("--guidance and --guidance-from exclude each other")
-        apply_guidance_file(settings, guidance_from, plan, recipe.data.group_thresholds)
+            raise UsageError("--guidance and --guidance-from exclude each other")
+        warnings += apply_guidance_file(settings, guidance_from, plan, recipe.data.group_thresholds)
+    for line in warnings if warn is not None else ():
+        warn(line)
     settings["filter"] = None
     if classifier is not None or min_confidence is not None:
         if classifier is None or min_confidence is None:
-            raise MedltError("the quality filter needs both --filter-classifier and --min-confidence")
+            raise UsageError("the quality filter needs both --filter-classifier and --min-confidence")
         if not 0.0 <= float(min_confidence) <= 1.0:
-            raise MedltError(f"--min-confidence must be in [0, 1], got {min_confidence}")
+            raise UsageError(f"--min-confidence must be in [0, 1], got {min_confidence}")
         settings["filter"] = {"classifier_sha256": classifier_sha256, "min_confidence": float(min_confidence)}
     fmt = recipe.data.format
     ct_spacing = None
@@ -242,10 +261,12 @@ def run_synth(recipe, out_dir: str | Path, *, generator=None, checkpoint: str | 
             raise MedltError("medlt synth writes CT-RATE volumes: data.ct.mode must be '3d'")
         ct_spacing = ct_output_spacing(recipe.data)
     settings["output_format"] = resolve_layout(fmt, recipe.synth.output_format, spacing_mm=ct_spacing).ext
-    result = SynthResult(out_dir, plan, settings)
+    result = SynthResult(out_dir, plan, settings, warnings=warnings)
 
     if dry_run:
-        settings["checkpoint_sha256"] = None
+        if checked_sha is not None:
+            check_tuned_for(settings, checked_sha)
+        settings["checkpoint_sha256"] = None  # a dry-run plan: never taken for a real run's (resume guard)
         # never replace the plan.json of a real run (it guards that folder's resume settings)
         if rank == 0 and not _real_run_plan(out_dir / "plan.json"):
             write_plan(out_dir / "plan.json", plan, settings)
@@ -311,23 +332,66 @@ def run_synth(recipe, out_dir: str | Path, *, generator=None, checkpoint: str | 
     return result
 
 
+def check_plan_not_empty(plan: SynthPlan, *, quota_from_cli: bool) -> None:
+    """A plan of no image is refused before anything is written (an empty synthetic set would pass as a
+    finished run and only fail later, in evaluate or classify): UsageError naming --quota, or
+    RecipeError naming synth.quota, with the class counts that the quota already reaches."""
+    if plan.num_images:
+        return
+    where, error = ("--quota", UsageError) if quota_from_cli else ("recipe key 'synth.quota'", RecipeError)
+    real = [c.real for c in plan.classes]
+    raise error(f"{where} {plan.quota} plans no synthetic image: every class already reaches its target on the "
+                f"training split (real images per class {min(real)} to {max(real)}); nothing was written; "
+                f"choose a larger quota (to_count:N with N above {max(real)}, the largest class)")
+
+
+def checkpoint_recipe(recipe, table, checkpoint):
+    """What the real run checks of `checkpoint` before generating, done from its stored recipe, label
+    space and autoencoder config only (no model is built; `medlt synth --dry-run --checkpoint`):
+    the file (CheckpointError), its classes against the recipe's data, the recipe's model-defining
+    keys against its own (RecipeError). Returns (the recipe with the checkpoint's model keys, the
+    checkpoint's sha256), so the sampler and guidance-file checks then see what the real run sees."""
+    from medlt.data.labels import LabelSpace
+    from medlt.diffusion.model_keys import recipe_with_model_of
+    from medlt.diffusion.sample import REQUIRED_KEYS, resolve_checkpoint
+    from medlt.recipe import recipe_from_resolved
+    from medlt.recipe.autoencoder import AutoencoderConfig
+    from medlt.utils.checkpoint import file_sha256, load_checkpoint
+
+    path = resolve_checkpoint(checkpoint)
+    state = load_checkpoint(path)
+    missing = [k for k in REQUIRED_KEYS if k not in state]
+    if missing:
+        raise CheckpointError(f"{path}: not a medlt diffusion checkpoint (missing {missing})")
+    _check_classes(LabelSpace.from_dict(state["label_space"]), table, checkpoint)
+    entry = state.get("latent")
+    latent = AutoencoderConfig.model_validate(entry["config"]).model_dump(mode="json") if entry else None
+    recipe = recipe_with_model_of(recipe, recipe_from_resolved(state["recipe"]), where=str(checkpoint),
+                                  latent_config=latent)
+    return recipe, file_sha256(path)
+
+
+def _check_classes(space, table, checkpoint) -> None:
+    """CheckpointError when the checkpoint's classes (or label mode) are not the recipe data's."""
+    if tuple(space.names) != tuple(table.label_space.names) or bool(space.multi_label) != bool(
+            table.label_space.multi_label):
+        raise CheckpointError(
+            f"checkpoint {checkpoint or ''} was trained on classes {list(space.names)} "
+            f"(multi_label={space.multi_label}); the recipe's data has "
+            f"{list(table.label_space.names)} (multi_label={table.label_space.multi_label})")
+
+
 def _generator_and_recipe(recipe, table, generator, checkpoint, device: str):
     """Load the checkpoint (unless a generator is given), check its classes against the recipe's,
     and take its model-defining keys (medlt.diffusion.model_keys; a test double without a recipe
     keeps the recipe as it is)."""
     if generator is None:
         if checkpoint is None:
-            raise MedltError("--checkpoint is needed to generate (only --dry-run works without it)")
+            raise UsageError("--checkpoint is needed to generate (only --dry-run works without it)")
         from medlt.diffusion.sample import load_generator
 
         generator = load_generator(checkpoint, device=device)
-    gen_names = tuple(generator.label_space.names)
-    if gen_names != tuple(table.label_space.names) or bool(generator.label_space.multi_label) != bool(
-            table.label_space.multi_label):
-        raise CheckpointError(
-            f"checkpoint {checkpoint or ''} was trained on classes {list(gen_names)} "
-            f"(multi_label={generator.label_space.multi_label}); the recipe's data has "
-            f"{list(table.label_space.names)} (multi_label={table.label_space.multi_label})")
+    _check_classes(generator.label_space, table, checkpoint)
     if getattr(generator, "recipe", None) is not None:
         from medlt.diffusion.sample import recipe_for_generator
 
@@ -372,16 +436,31 @@ def _run_all(runner: _Runner, plan: SynthPlan, recipe, out_dir: Path) -> tuple[l
         if not current:
             if runner.rank == 0:
                 write_plan(out_dir / "plan.json", plan, runner.settings)
-            short = Counter(names[j.driver] for j in rejected)
-            n_copies = sum(j.id in copies for j in rejected)
-            raise MedltError(
-                f"synthesis filter: after {round_} rounds {len(rejected)} image(s) still rejected "
-                f"(short: {dict(short)}; {n_copies} of them near-copies of real training images); raise "
-                f"synth.filter_max_rounds, lower --min-confidence or check the classifier (a class whose images "
-                f"keep being near-copies is one the model has memorised); accepted images so far stay in {out_dir}")
+                write_dropped(out_dir, dropped)  # why each image was left out, also when the run stops here
+            raise MedltError(_filter_gave_up(runner, round_, rejected, copies, len(accepted), names, out_dir))
         all_jobs += current
         runner.run(current, f"synth (filter round {round_})")
     raise AssertionError("unreachable")
+
+
+def _filter_gave_up(runner: _Runner, rounds: int, rejected: Sequence[Job], copies: dict, n_accepted: int,
+                    names, out_dir: Path) -> str:
+    """The one-line error when the filters still reject images after synth.filter_max_rounds: what is
+    short, why (by the filters this run used), what to change, and what stays on disk."""
+    short = dict(Counter(names[j.driver] for j in rejected))
+    n_copies = sum(j.id in copies for j in rejected)
+    why, advice = [], ["raise synth.filter_max_rounds"]
+    if runner.classifier is not None:
+        why.append(f"{len(rejected) - n_copies} below --min-confidence {runner.min_confidence:g}")
+        advice.append("lower --min-confidence or check the --filter-classifier")
+    if runner.near_copy is not None:
+        why.append(f"{n_copies} near-copies of real training images")
+        advice.append("a class whose images keep being near-copies is one the model has memorised, which more "
+                      "rounds rarely fix")
+    kept = (f"the {n_accepted} accepted image(s) stay in {out_dir} (re-run to resume)" if n_accepted
+            else "no image was accepted")
+    return (f"synthesis filter: after {rounds} round{'s' * (rounds != 1)} {len(rejected)} image(s) still rejected ({'; '.join(why)}; "
+            f"short: {short}); {'; '.join(advice)}; {kept}; {out_dir / 'dropped.csv'} lists every dropped image")
 
 
 def _dropped_record(job: Job, round_: int, names, copy: dict | None, replaced_by: str | None) -> dict:

@@ -57,10 +57,28 @@ def check_tuned_groups(path: str | Path, data: dict, plan, group_thresholds: Seq
                          f"tuned, e.g. {', '.join(moved[:3])}; re-run `medlt tune-guidance` with this recipe")
 
 
+def tuned_sampling_warning(path: str | Path, data: dict, settings: dict[str, Any]) -> str | None:
+    """A warning when the guidance file was tuned with another sampler or step count than this run
+    samples with (None when they agree or the file does not say). A warning, not a refusal: tuning at
+    fewer steps is a deliberate way to save time, but the best scale can move with the sampler and
+    the step count, so the user is told which setting differs and how to tune for this run."""
+    tuned = {"sampler": data.get("sampler"), "steps": data.get("steps")}
+    now = {"sampler": settings.get("sampler"), "steps": settings.get("steps")}
+    differs = [k for k in tuned if tuned[k] is not None and str(tuned[k]) != str(now[k])]
+    if not differs:
+        return None
+    return (f"--guidance-from {path}: its scales were tuned with sampler {tuned['sampler']} at {tuned['steps']} "
+            f"steps, this run samples with {now['sampler']} at {now['steps']} steps; they are used anyway (a "
+            f"warning, not a refusal: tuning with fewer steps saves time on purpose), but the best scale can "
+            f"change with the {' and '.join('step count' if k == 'steps' else k for k in differs)}: run `medlt "
+            f"tune-guidance --sampler {now['sampler']} --steps {now['steps']}` to tune for this run")
+
+
 def apply_guidance_file(settings: dict[str, Any], path: str | Path, plan,
-                        group_thresholds: Sequence[int] | None = None) -> None:
+                        group_thresholds: Sequence[int] | None = None) -> list[str]:
     """Put the file's per-group scales into `settings` (MedltError when a group with jobs has none, or
-    when the file was tuned under other group thresholds, classes or class groups)."""
+    when the file was tuned under other group thresholds, classes or class groups). Returns the
+    warnings for the user (tuned with another sampler or step count: `tuned_sampling_warning`)."""
     from medlt.diffusion.tune_guidance import load_guidance_scales
 
     scales, data = load_guidance_scales(path)
@@ -75,7 +93,10 @@ def apply_guidance_file(settings: dict[str, Any], path: str | Path, plan,
     settings["guidance_scale"] = {g: scales[g] for g in sorted(needed, key=RARITY.__getitem__)}
     settings["guidance_groups"] = groups
     settings["guidance_from"] = {"path": str(Path(path).resolve()), "sha256": file_sha256(path),
-                                 "tuned_for_checkpoint_sha256": (data.get("generator") or {}).get("checkpoint_sha256")}
+                                 "tuned_for_checkpoint_sha256": (data.get("generator") or {}).get("checkpoint_sha256"),
+                                 "tuned_sampler": data.get("sampler"), "tuned_steps": data.get("steps")}
+    warning = tuned_sampling_warning(path, data, settings)
+    return [warning] if warning else []
 
 
 def check_tuned_for(settings: dict[str, Any], checkpoint_sha256: str) -> None:

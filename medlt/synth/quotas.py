@@ -17,7 +17,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from medlt.errors import RecipeError
+from medlt.errors import MedltError, RecipeError
 
 QUOTA_FORMS = ("to_head", "to_count:N (N a positive integer)", "to_ratio:R (R a positive number)")
 
@@ -35,33 +35,34 @@ class Quota:
         return f"to_ratio:{self.value:g}"
 
 
-def _bad(text: str, why: str = "") -> RecipeError:
-    extra = f" ({why})" if why else ""
-    return RecipeError(f"synth.quota '{text}' is not a quota{extra}; accepted forms: "
-                       + ", ".join(QUOTA_FORMS))
-
-
-def parse_quota(text: str | Quota) -> Quota:
-    """'to_head' | 'to_count:N' | 'to_ratio:R' -> Quota; anything else is a RecipeError."""
+def parse_quota(text: str | Quota, *, where: str = "synth.quota",
+                error: type[MedltError] = RecipeError) -> Quota:
+    """'to_head' | 'to_count:N' | 'to_ratio:R' -> Quota; anything else (the empty text too) is an
+    `error` naming `where` (the recipe key; `medlt synth` passes "--quota" and UsageError)."""
     if isinstance(text, Quota):
         return text
     s = str(text).strip()
+
+    def bad(why: str = "") -> MedltError:
+        extra = f" ({why})" if why else ""
+        return error(f"{where} '{s}' is not a quota{extra}; accepted forms: " + ", ".join(QUOTA_FORMS))
+
     if s == "to_head":
         return Quota("to_head")
     m = re.fullmatch(r"(to_count|to_ratio)\s*[:=]\s*(\S+)", s)
     if not m:
-        raise _bad(s)
+        raise bad("empty" if not s else "")
     kind, raw = m.groups()
     if kind == "to_count":
         if not re.fullmatch(r"\d+", raw) or int(raw) <= 0:
-            raise _bad(s, "N must be a positive integer")
+            raise bad("N must be a positive integer")
         return Quota("to_count", int(raw))
     try:
         r = float(raw)
     except ValueError:
-        raise _bad(s, "R must be a number") from None
+        raise bad("R must be a number") from None
     if not math.isfinite(r) or r <= 0:
-        raise _bad(s, "R must be a positive number")
+        raise bad("R must be a positive number")
     return Quota("to_ratio", r)
 
 
