@@ -250,9 +250,33 @@ def recipe_from_dict(data: dict, *, base_dir: Path, overrides: list[str] | None 
     except UnknownKey as e:
         raise RecipeError(f"{key_source(e.key, source, overrides)}: {e}") from None
     try:
-        return Recipe.model_validate(data)
+        recipe = Recipe.model_validate(data)
     except ValidationError as e:
         raise RecipeError(_format_validation_error(e, source, overrides)) from None
+    check_conditioning_fits_labels(recipe, source, overrides)
+    return recipe
+
+
+def check_conditioning_fits_labels(recipe: Recipe, source: str = "<recipe>", overrides: Sequence[str] = ()) -> None:
+    """RecipeError when a recipe of single-label data sets model.multi_label_conditioning to a
+    non-default value: a single-label model is conditioned by a class embedding, so the key would be
+    ignored silently. (The default value, as in every resolved recipe, is fine.)"""
+    from medlt.data.sources import label_space_for
+
+    key = "multi_label_conditioning"
+    value, default = getattr(recipe.model, key), type(recipe.model).model_fields[key].default
+    if key not in recipe.model.model_fields_set or value == default:
+        return
+    try:
+        multi_label = label_space_for(recipe.data).multi_label
+    except RecipeError:
+        return  # the data section's own problem; reported by the verbs that read the data
+    if not multi_label:
+        where = key_source(f"model.{key}", source, overrides)
+        raise RecipeError(f"{where}: recipe key 'model.{key}': is '{value}' but the data is single-label "
+                          f"(data.format {recipe.data.format}, data.multi_label false), and a single-label model "
+                          f"is conditioned by a class embedding; leave the key out (or set data.multi_label: true "
+                          f"for multi-label data)")
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:

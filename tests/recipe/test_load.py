@@ -120,3 +120,27 @@ def test_a_set_that_breaks_a_network_check_is_named(tmp_path, capsys):
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1, err
     assert lines[0].startswith("error: --set data.image_size=[9, 9]: recipe key 'data.image_size': every size")
+
+
+def test_multi_label_conditioning_is_refused_for_single_label_data(tmp_path):
+    key = "recipe key 'model.multi_label_conditioning': is 'time-embedding' but the data is single-label"
+    p = _write(tmp_path, {**BASE, "model": {"multi_label_conditioning": "time-embedding"}})
+    with pytest.raises(RecipeError) as e:
+        load_recipe(p)
+    assert str(e.value).startswith(f"{p}: {key}") and "leave the key out" in str(e.value)
+    with pytest.raises(RecipeError) as e:
+        load_recipe(_write(tmp_path, BASE), ["model.multi_label_conditioning=time-embedding"])
+    assert str(e.value).startswith(f"--set model.multi_label_conditioning=time-embedding: {key}")
+    manifest = {"name": "t", "data": {"format": "manifest", "root": "x", "classes": ["a", "b"]},
+                "model": {"multi_label_conditioning": "cross-attention"}}
+    with pytest.raises(RecipeError, match="is 'cross-attention' but the data is single-label"):
+        load_recipe(_write(tmp_path, manifest))
+    # the schema default written out (as in every resolved recipe) and multi-label data are fine
+    load_recipe(_write(tmp_path, BASE), ["model.multi_label_conditioning=adaptive-norm"])
+    multi = load_recipe(_write(tmp_path, BASE), ["data.multi_label=true", "model.multi_label_conditioning=time-embedding"])
+    assert multi.model.multi_label_conditioning == "time-embedding"
+    ct = {"name": "t", "data": {"format": "ct-rate", "root": "x", "image_size": [8, 8, 8]},
+          "model": {"multi_label_conditioning": "time-embedding", "spatial_dims": 3}}
+    assert load_recipe(_write(tmp_path, ct)).model.multi_label_conditioning == "time-embedding"
+    single = load_recipe(_write(tmp_path, BASE))
+    assert recipe_from_resolved(recipe_to_dict(single)).model.multi_label_conditioning == "adaptive-norm"
