@@ -66,6 +66,17 @@ def train_design(recipe: Path, run: Path, steps: list[int], s: list[str], thread
     return out
 
 
+def sensitivity_reports(ls_dir: Path) -> dict[str, dict]:
+    """name -> report (checkpoint, base, summary, ...) of a `medlt label-sensitivity` output folder:
+    comparison.json when it measured several checkpoints, label_sensitivity.json when it measured one
+    (one design at one step); {} when it holds neither."""
+    if (ls_dir / "comparison.json").is_file():
+        return json.loads((ls_dir / "comparison.json").read_text())
+    if (ls_dir / "label_sensitivity.json").is_file():
+        return {"checkpoint": json.loads((ls_dir / "label_sensitivity.json").read_text())}
+    return {}
+
+
 def probe_scores(rec, probe: Path, ref):
     """(intended (N, K), oracle probabilities (N, K)) of every probe image."""
     import numpy as np
@@ -119,12 +130,11 @@ def main(argv=None) -> dict:
         medlt("oracle", recipe, "--out", oracle, "--per-class", per_class, *lay["oracle"], *s)
     ls_dir = w / "label_sensitivity"
     wanted = {str(ckpts[d][n].resolve()) for d in designs for n in steps}
-    have = json.loads((ls_dir / "comparison.json").read_text()) if (ls_dir / "comparison.json").is_file() else {}
-    if wanted - {str(Path(v["checkpoint"]).resolve()) for v in have.values()}:
+    if wanted - {str(Path(v["checkpoint"]).resolve()) for v in sensitivity_reports(ls_dir).values()}:
         shutil.rmtree(ls_dir, ignore_errors=True)  # measured again, all checkpoints with the same seeds
         medlt("label-sensitivity", recipe, *[x for d in designs for n in steps for x in ("-c", ckpts[d][n])],
               "--out", ls_dir, "--device", "cpu", *s)
-    sens = json.loads((ls_dir / "comparison.json").read_text())
+    sens = sensitivity_reports(ls_dir)
 
     sys.path.insert(0, str(REPO))
     from medlt.bench.probe import write_probe
@@ -173,7 +183,9 @@ def main(argv=None) -> dict:
     from medlt.diffusion.compare_conditioning import step_times
 
     ms = {d: 1e3 * v for d, v in step_times(rec, lsp, designs, repeats=7, shape=shape).items()}
+    base = next(iter(sens.values())).get("base")
     out = {"layout": a.layout, "designs": designs, "steps": steps, "probe_per_class": a.probe_per_class,
+           "label_sensitivity_base": base,
            "judge": f"phantom oracle ({oracle})", "oracle": oracle_info, "ms_per_step": ms, "rows": rows}
     (w / "designs.json").write_text(json.dumps(out, indent=1, default=str) + "\n")
     md = render(out)
@@ -185,7 +197,8 @@ def main(argv=None) -> dict:
 def render(out: dict) -> str:
     f = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
     lines = [f"# Conditioning designs on the {out['layout']} phantom", "",
-             "Label sensitivity: sample label / seed change (0 = label ignored); AUROC: the phantom oracle's "
+             "Label sensitivity: sample label / seed change (0 = label ignored; base condition: "
+             f"{out.get('label_sensitivity_base') or 'as in label_sensitivity/'}); AUROC: the phantom oracle's "
              f"per-class AUROC of the intended label over a balanced probe ({out['probe_per_class']} per class), "
              "group means with 95% bootstrap intervals over probe images; chance 0.5.", "",
              f"Δ: paired difference from {out['designs'][0]} on the same probe plan (labels, seeds), same resamples.",

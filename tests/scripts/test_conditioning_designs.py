@@ -1,6 +1,7 @@
 """Slow: scripts/conditioning_designs.py end to end on the multi-label NIH phantom at toy sizes: every
 design × step gets label sensitivity, oracle AUROC per group with bootstrap intervals and a step time;
-a re-run reuses every checkpoint and gives the same numbers."""
+a re-run reuses every checkpoint and gives the same numbers; one design at one step (one checkpoint,
+so `medlt label-sensitivity` writes no comparison) works too."""
 
 import importlib.util
 import json
@@ -41,3 +42,20 @@ def test_designs_times_steps_table(repo_root, tmp_path):
     again = mod.main(args)  # every stage is reused: no retraining, the same probe scores
     assert ckpt.stat().st_mtime_ns == before
     assert [r["auroc_by_group"] for r in again["rows"]] == [r["auroc_by_group"] for r in out["rows"]]
+
+
+def test_one_design_at_one_step(repo_root, tmp_path):
+    """One checkpoint: label-sensitivity writes label_sensitivity.json and no comparison.json; the
+    script reads that and finishes (it stopped with a traceback after training, oracle and label
+    sensitivity). The multi-label NIH label space has "No Finding", which is the base condition."""
+    mod = _script(repo_root)
+    out = mod.main(["--layout", "nih-cxr-lt", "--work", str(tmp_path), "--designs", "adaptive-norm",
+                    "--steps", "2", "--probe-per-class", "1", "--boot", "10", "--oracle-per-class", "2",
+                    "--set", "classifier.epochs=1", "--set", "sampling.num_inference_steps=2",
+                    "--set", "training.sample_grid_every_steps=0"])
+    assert [(r["design"], r["step"]) for r in out["rows"]] == [("adaptive-norm", 2)]
+    assert out["rows"][0]["label_sensitivity"]["all"]["sample_ratio"] > 0
+    assert not (tmp_path / "label_sensitivity" / "comparison.json").exists()
+    assert out["label_sensitivity_base"].startswith("'No Finding' alone")
+    md = (tmp_path / "designs.md").read_text()
+    assert "| adaptive-norm | 2 |" in md and "base condition: 'No Finding' alone" in md
