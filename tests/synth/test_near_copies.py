@@ -170,3 +170,27 @@ def test_synth_help_names_the_privacy_risk(capsys):
     code, out, _ = run_cli(["synth", "--help"], capsys)
     text = " ".join(out.split())
     assert code == 0 and "--drop-near-copies" in text and "privacy leak" in text
+
+
+class AlwaysCopyingGenerator(CopyingGenerator):
+    """Every image is an exact copy of a real training image of its class."""
+
+    def generate(self, labels, seeds, **kw):
+        return super().generate(labels, [s - s % 6 + 3 for s in seeds], **kw)
+
+
+def test_giving_up_names_only_the_filter_used_and_writes_dropped_csv(world, tmp_path):
+    rec, tab, imgs, labels, ids, ext = world
+    rec.synth.filter_max_rounds = 1
+    out = tmp_path / "out"
+    with pytest.raises(MedltError) as e:
+        run_synth(rec, out, generator=AlwaysCopyingGenerator(NIH, imgs, labels), table=tab, quota="to_head",
+                  batch_size=4, near_copies=ext, show_progress=False)
+    msg = str(e.value)
+    assert "--min-confidence" not in msg and "classifier" not in msg  # no quality filter was given
+    assert "accepted images so far stay" not in msg and "no image was accepted" in msg
+    assert "near-copies of real training images" in msg and "dropped.csv" in msg and len(msg.splitlines()) == 1
+    dropped = pd.read_csv(out / "dropped.csv", dtype=str, keep_default_na=False)
+    plan = json.loads((out / "plan.json").read_text())
+    assert len(dropped) == plan["num_images"] and set(dropped["reason"]) == {"near-copy"}
+    assert not list(out.rglob("*.png")) and not (out / "manifest.csv").exists()
