@@ -8,10 +8,10 @@ an existing real training file with the same label vector (root=data, source=cop
 permutation of the real training rows with that label vector, cycled, so copies spread evenly
 (every image is copied floor or ceil of n_copies / n_real times). Multi-label: a planned vector
 with no real row (the plan's one-hot fallback for a class whose real vectors all carry a class
-already at its target) falls back to the rows containing the planned (driving) class, so those copy
-rows carry other labels than the plan; `off_plan_rows` counts them and the copies cell records the
-number (cell.json `copies_off_plan`). Every other arm (ideal, every generator seed) fills the plan
-exactly.
+already at its target) falls back to the rows containing the planned (driving) class with the
+fewest other labels, so those copy rows carry other labels than the plan; `off_plan_rows` counts
+them and the copies cell records the number (cell.json `copies_off_plan`). Every other arm (ideal,
+every generator seed) fills the plan exactly.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from medlt.utils.seeding import derive_seed
 
 def plan_sources(plan, pool_labels: np.ndarray, seed: int, names) -> list[int]:
     """For each job of `plan`, the row of `pool_labels` ((N, K) 0/1) whose image backs it: a row with
-    the job's label vector (multi-label without one: a row containing the job's driving class),
+    the job's label vector (multi-label without one: a row containing the job's driving class and
+    as few other labels as any such row),
     from a seeded permutation of those rows, cycled, so every pool image backs floor or ceil of
     n_jobs / n_rows jobs. DataError when a class has no row at all."""
     by_vec: dict[tuple[int, ...], list[int]] = {}
@@ -42,8 +43,10 @@ def plan_sources(plan, pool_labels: np.ndarray, seed: int, names) -> list[int]:
     for job in plan.jobs:
         key = tuple(int(v) for v in job.label)
         cand = by_vec.get(key)
-        if not cand:
-            cand = [i for i in range(len(pool_labels)) if pool_labels[i, job.driver] > 0]
+        if not cand:  # the rows containing the driving class with the fewest other labels
+            having = [i for i in range(len(pool_labels)) if pool_labels[i, job.driver] > 0]
+            fewest = min((int(pool_labels[i].sum()) for i in having), default=0)
+            cand = [i for i in having if int(pool_labels[i].sum()) == fewest]
             key = ("driver", job.driver)
         if not cand:
             raise DataError(f"class '{names[job.driver]}' has no training image to draw from")

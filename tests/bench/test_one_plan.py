@@ -124,3 +124,14 @@ def test_multi_label_bench_end_to_end_fills_one_plan(tiny_ml_recipe, tmp_path, c
 
     rec = json.loads((out / "copies" / "c0" / "cell.json").read_text())
     assert rec["copies"] == sum(planned.values()) and rec["copies_off_plan"] == off_plan_rows(plan, copies, names)
+
+
+def test_an_uncopyable_planned_vector_copies_the_image_with_the_fewest_other_labels():
+    from types import SimpleNamespace
+
+    from medlt.bench.copies import plan_sources
+
+    pool = np.array([[1, 1, 1, 0]] * 5 + [[1, 0, 0, 1]] + [[0, 1, 0, 0]])
+    jobs = [SimpleNamespace(label=(1, 0, 0, 0), driver=0)] * 4 + [SimpleNamespace(label=(0, 1, 0, 0), driver=1)]
+    src = plan_sources(SimpleNamespace(jobs=jobs), pool, seed=0, names=list("abcd"))
+    assert src == [5, 5, 5, 5, 6]  # no one-hot row of class a: the row with one other label, not two
