@@ -47,6 +47,8 @@ def classifier_data(recipe: Recipe, *, train_manifest: str | Path | None = None,
     cfg = recipe.classifier
     train_recipe = recipe if train_manifest is None else recipe_for_train_manifest(recipe, train_manifest,
                                                                                     train_root)
+    if train_manifest is not None:
+        refuse_synthetic_only(Path(train_manifest).resolve())
     table = load_table(train_recipe)
     real_space = load_table(recipe).label_space if train_manifest is not None else table.label_space
     if table.label_space != real_space:
@@ -83,6 +85,34 @@ def classifier_data(recipe: Recipe, *, train_manifest: str | Path | None = None,
     )
 
 
+def _manifest_sources(manifest: Path) -> list[str] | None:
+    """The `source` column of a manifest ([] for one without rows; None when unreadable or without
+    the column: the table reader then names the problem)."""
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(manifest, usecols=lambda c: c == "source", dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        return []
+    except (OSError, ValueError, pd.errors.ParserError):
+        return None
+    return frame["source"].tolist() if "source" in frame.columns else (None if len(frame) else [])
+
+
+def refuse_synthetic_only(manifest: Path) -> None:
+    """DataError when a --train-manifest holds synthetic rows only (synth's DIR/manifest.csv): the
+    classifier would lose the real images, and the file has no real val/test rows; synth's
+    merged.csv next to it holds the real rows plus the synthetic training rows."""
+    sources = _manifest_sources(manifest)
+    if not sources or any(s != "synthetic" for s in sources):
+        return
+    merged = manifest.with_name("merged.csv")
+    there = "" if merged.is_file() else " (not there yet: `medlt synth` writes it when a run finishes)"
+    raise DataError(f"--train-manifest {manifest}: every row is synthetic (`medlt synth`'s manifest.csv); to train "
+                    f"on real + synthetic images give --train-manifest {merged}{there}; a classifier trained on "
+                    f"synthetic images only is `medlt evaluate --cas`")
+
+
 def synthetic_recipe(recipe: Recipe, synthetic_dir: str | Path) -> Recipe:
     """Recipe reading a `medlt synth` folder (DIR/manifest.csv, paths relative to DIR); every
     synthetic row sits in the training split, so every role points at that split."""
@@ -90,6 +120,9 @@ def synthetic_recipe(recipe: Recipe, synthetic_dir: str | Path) -> Recipe:
     manifest = synthetic_dir / "manifest.csv"
     if not manifest.is_file():
         raise DataError(f"--synthetic {synthetic_dir}: no manifest.csv (a `medlt synth` output folder)")
+    if _manifest_sources(manifest) == []:
+        raise DataError(f"--synthetic {synthetic_dir}: the synthetic set is empty ({manifest} has no rows); "
+                        f"nothing to judge: run `medlt synth` with a quota that plans images")
     r = recipe_for_train_manifest(recipe, manifest, root=synthetic_dir)
     t = recipe.data.splits.train
     r.data.splits = r.data.splits.model_copy(update={"train": t, "val": t, "test": t, "test_longtail": None})

@@ -275,3 +275,19 @@ def test_a_failing_evaluate_says_truthfully_what_it_wrote(world, tmp_path, capsy
     assert code != 0 and "Traceback" not in err and "nothing was changed" not in err
     assert "error: late.csv:row 4: [bad-label] not 0/1" in err
     assert f"1 problem(s); {tmp_path / 'e2'} already holds predictions_test.csv from this unfinished run" in err
+
+
+def test_an_empty_synthetic_set_is_named_as_such(world, tmp_path, capsys):
+    """A synth folder whose manifest.csv has no rows: one line saying the synthetic set is empty, not
+    three missing-split errors; nothing written."""
+    import pandas as pd
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cols = pd.read_csv(world["base"] / "syn" / "manifest.csv", nrows=0).columns
+    pd.DataFrame(columns=cols).to_csv(empty / "manifest.csv", index=False)
+    code, _, err = run_cli(["evaluate", world["recipe"], "--classifier", world["base"] / "clf_real",
+                            "--synthetic", empty, "--out", tmp_path / "e"], capsys)
+    lines = err.strip().splitlines()
+    assert code != 0 and len(lines) == 1 and "synthetic set is empty" in lines[0], err
+    assert "missing-split" not in err and not (tmp_path / "e").exists()
