@@ -78,6 +78,8 @@ def synth(
         raise UsageError("--checkpoint is required (only --dry-run works without it)")
     if (filter_classifier is None) != (min_confidence is None):
         raise UsageError("the quality filter needs both --filter-classifier and --min-confidence")
+    if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:  # before the classifier is loaded
+        raise UsageError(f"--min-confidence must be in [0, 1], got {min_confidence}")
     if drop_near_copies is not None and not drop_near_copies.exists():
         raise MedltError(f"--drop-near-copies {drop_near_copies}: no such file or folder (give a feature "
                          f"extractor: a `medlt classify` or `medlt oracle` run, a TorchScript file or a state dict)")

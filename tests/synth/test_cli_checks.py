@@ -110,6 +110,9 @@ def test_quality_filter_options_are_usage_errors(world, capsys):
     code, _, err = run_cli(["synth", recipe, "--out", tmp_path / "o", "--checkpoint", ckpt,
                             "--min-confidence", "0.5"], capsys)
     assert code == 2 and "--filter-classifier" in err, err
+    code, _, err = run_cli(["synth", recipe, "--out", tmp_path / "o", "--checkpoint", ckpt,
+                            "--filter-classifier", ckpt, "--min-confidence", "2"], capsys)
+    assert code == 2 and "--min-confidence must be in [0, 1]" in err, err
     code, _, err = run_cli(["synth", recipe, "--out", tmp_path / "o"], capsys)
     assert code == 2 and "--checkpoint is required" in err, err
 
