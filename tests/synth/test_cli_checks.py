@@ -137,3 +137,25 @@ def test_guidance_file_tuned_with_other_steps_is_named_on_stderr(world, capsys):
     # tuned as run: no warning
     code, out, err = run_cli([*base, "--out", tmp_path / "o2", "--steps", "2", "--dry-run"], capsys)
     assert code == 0 and "warning" not in err, err
+
+
+def test_dry_run_checks_a_latent_checkpoint_and_its_autoencoder_keys(tmp_path, capsys):
+    """A latent checkpoint: the dry run reads the autoencoder config it carries (no model built),
+    passes when the recipe fits, and refuses an autoencoder architecture key as the real run does."""
+    from medlt.autoencoder.train import train_autoencoder
+    from tests.autoencoder.test_latent_guidance_decode import _phantom_ct_checkpoint
+    from tests.autoencoder.tiny import tiny_recipe
+    from tests.diffusion.toy import ToyDataset
+
+    train_autoencoder(tiny_recipe(tmp_path / "a", depth=4), tmp_path / "ae", dataset=ToyDataset(depth=4))
+    ckpt, recipe = _phantom_ct_checkpoint(tmp_path, tmp_path / "ae")
+    base = ["synth", recipe, "--checkpoint", ckpt, "--steps", "2", "--quota", "to_count:2"]
+    code, out, err = run_cli([*base, "--out", tmp_path / "ok", "--dry-run"], capsys)
+    assert code == 0 and "checked" in out, err
+    errors = []
+    for mode in (["--dry-run"], []):
+        code, _, err = run_cli([*base, "--out", tmp_path / "bad", "--set", "autoencoder.latent_channels=3", *mode],
+                               capsys)
+        assert code == 2 and "autoencoder.latent_channels" in err and len(err.strip().splitlines()) == 1, err
+        errors.append(err)
+    assert errors[0] == errors[1] and not (tmp_path / "bad").exists()
