@@ -11,7 +11,7 @@ Resume and sharding rules (see `medlt.synth.jobs` for why the bytes do not depen
     record in DIR/.synth/filter/ exists (it lists the batch's rejected ids, and why near-copies were
     dropped); rejected images are replaced in further rounds by jobs with the same key and the next
     indices (so new seeds), until every quota is met or `synth.filter_max_rounds` is used up (then an
-    error names the classes left short). manifest.csv then records each row's `redraw_attempt` and
+    error names the classes left short, and DIR/dropped.csv is written all the same). manifest.csv then records each row's `redraw_attempt` and
     the id it `replaces`; DIR/dropped.csv lists every dropped image and why.
 """
 
