@@ -86,6 +86,13 @@ def velocity_target(x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     return x0 - noise
 
 
+def rflow_noise_level(t: float, num_train_timesteps: float) -> float:
+    """σ/α of x_t = (1 − s)·x0 + s·ε, s = t/T: s/(1 − s), the noise level of x_t/(1 − s) = x0 + (s/(1 − s))·ε
+    (the same number as √((1 − ᾱ)/ᾱ) of a DDPM schedule; inf at pure noise, s = 1)."""
+    s = float(t) / float(num_train_timesteps)
+    return math.inf if s >= 1 else s / (1 - s)
+
+
 def sampling_timesteps(scheduler, num_inference_steps: int, image_shape: tuple[int, ...]) -> list[float]:
     """The descending flow times of `num_inference_steps` Euler steps, followed by 0 (the data end)."""
     numel = math.prod(image_shape[1:])

@@ -5,6 +5,12 @@
 
 Samples come from the EMA weights. Each sample's noise (initial and, for DDPM, per step) comes from a
 torch.Generator seeded with that sample's own seed, so an image does not depend on its batch.
+
+The run-time sampling options (x̂0 clip mode, guidance rescale and interval: `sampling.x0_clip`,
+`dynamic_threshold_quantile`, `guidance_rescale`, `guidance_interval`) are the generator's
+`sampler_options`: the checkpoint's own recipe's at load, the current recipe's once
+`recipe_for_generator` has merged it (as the autoencoder's decode settings are);
+`sampling_settings` is their record for the verbs to write.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from pathlib import Path
 import torch
 
 from medlt.data.labels import LabelSpace
-from medlt.diffusion.sampling import sample_loop
+from medlt.diffusion.sampling import SamplerOptions, sample_loop
 from medlt.diffusion.schedule import build_scheduler
 from medlt.diffusion.unet import build_model
 from medlt.errors import CheckpointError, DataError, MedltError
@@ -48,6 +54,12 @@ class Generator:
         self.step = step
         self.scheduler = build_scheduler(recipe.diffusion, recipe.model.spatial_dims)
         self.image_shape: tuple[int, ...] = (recipe.model.in_channels, *recipe.data.image_size)
+        self.sampler_options = SamplerOptions.from_config(recipe.sampling)
+
+    @property
+    def sampling_settings(self) -> dict:
+        """The run-time sampling options in use (`SamplerOptions.to_dict`), for the verbs' records."""
+        return self.sampler_options.to_dict()
 
     def _check_labels(self, labels: torch.Tensor) -> torch.Tensor:
         k = self.label_space.num_classes
@@ -65,12 +77,15 @@ class Generator:
 
     def generate(self, labels: torch.Tensor, seeds: Sequence[int], *, guidance_scale: float | Sequence[float],
                  num_inference_steps: int, sampler: str | None = None, batch_size: int | None = None,
-                 callback=None) -> torch.Tensor:
+                 callback=None, options: SamplerOptions | None = None) -> torch.Tensor:
         """(B, C, H, W[, D]) float32 on CPU in model space, clamped to [-1, 1]. `guidance_scale`: one
         ω for all, or one per sample (the same image as a batch of that ω alone). `sampler`: None =
-        the checkpoint's own sampling.sampler (it fits its objective)."""
+        the checkpoint's own sampling.sampler (it fits its objective). `options`: None = this
+        generator's `sampler_options`."""
         sampler = sampler or self.recipe.sampling.sampler
         check_sampler(sampler, self.recipe.diffusion.objective)
+        options = options or self.sampler_options
+        check_options(options, sampler, self.recipe.diffusion)
         labels = self._check_labels(labels)
         seeds = [int(s) for s in seeds]
         if len(seeds) != labels.shape[0]:
@@ -89,7 +104,7 @@ class Generator:
             x = sample_loop(self.model, self.scheduler, labels[start:start + bs], gens, self.image_shape,
                             guidance_scale=w, num_inference_steps=num_inference_steps,
                             sampler=sampler, clip_sample=self.recipe.diffusion.clip_sample,
-                            autocast=autocast, callback=callback)
+                            autocast=autocast, callback=callback, options=options)
             out.append(x.float().cpu())
         if not out:
             return torch.empty(0, *self.image_shape)
@@ -104,6 +119,18 @@ def check_sampler(sampler: str, objective: str) -> None:
     if sampler not in fits:
         raise MedltError(f"sampler '{sampler}' does not fit this model (diffusion.objective={objective}); "
                         f"use one of: {', '.join(fits)}")
+
+
+def check_options(options: SamplerOptions, sampler: str, diffusion) -> None:
+    """MedltError when `options` clamp x̂0 where the model's sampler does not (rflow) or must not
+    (diffusion.clip_sample false); the recipe refuses the same with its keys' names."""
+    if options.x0_clip in ("consistent", "dynamic"):
+        if sampler == "rflow":
+            raise MedltError(f"sampling.x0_clip '{options.x0_clip}' does not apply to sampler 'rflow' (it never "
+                             f"clamps x̂0); use legacy or none")
+        if not diffusion.clip_sample:
+            raise MedltError(f"sampling.x0_clip '{options.x0_clip}' clamps x̂0, but this model has "
+                             f"diffusion.clip_sample false; use legacy or none")
 
 
 def load_generator(checkpoint: str | Path, device: str | torch.device = "cpu") -> Generator:
@@ -144,4 +171,5 @@ def recipe_for_generator(recipe: Recipe, gen: Generator, where: str | Path,
                                latent_config=ae.config.model_dump(mode="json") if ae is not None else None,
                                compared=compared)
     apply_decode_settings(gen, out)  # latent: decode with this recipe's run-time autoencoder.decode* settings
+    gen.sampler_options = SamplerOptions.from_config(out.sampling)  # run-time, like guidance_scale
     return out

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -16,6 +16,9 @@ from medlt.recipe.base import (
     Probability,
     Section,
 )
+
+#: a finite noise level σ/α >= 0 (no inf, no nan)
+NoiseLevel = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 #: where training runs: "auto" (CUDA when available), "cpu" or "cuda" (torchrun: the local rank's GPU)
 Device = Literal["auto", "cpu", "cuda"]
@@ -177,3 +180,44 @@ class SamplingConfig(Section):
     #: classifier-free guidance ω >= 0 (0 = conditional only)
     guidance_scale: NonNegativeFloat = 0.8
     batch_size: Count = 64
+    #: how ddim / dpm++ (and ddpm) use the predicted x̂0 = (x_t − σ_t·ε̃)/α_t when
+    #: diffusion.clip_sample is true (docs/methods.md): legacy = clamp x̂0 to [−1, 1] but step with the
+    #: unclamped ε̃ (medlt's behaviour so far); consistent = clamp x̂0 and step with the ε re-derived
+    #: from it; dynamic = as consistent with dynamic thresholding of x̂0 (dynamic_threshold_quantile);
+    #: none = no clamp. consistent and dynamic need diffusion.objective epsilon and
+    #: diffusion.clip_sample true. A run-time setting like guidance_scale
+    x0_clip: Literal["legacy", "consistent", "dynamic", "none"] = "legacy"
+    #: x0_clip dynamic only: per sample, x̂0 is divided by s = max(this quantile of |x̂0|, 1) after
+    #: clamping it to [−s, s]; 0 < p <= 1
+    dynamic_threshold_quantile: float = Field(0.995, gt=0.0, le=1.0)
+    #: guidance rescale φ in [0, 1]: the guided prediction rescaled to the standard deviation of the
+    #: conditional one, mixed φ·rescaled + (1 − φ)·guided; 0 = off (plain classifier-free guidance)
+    guidance_rescale: Probability = 0.0
+    #: guidance only at noise levels lo < σ_t/α_t <= hi, the conditional prediction alone elsewhere:
+    #: [lo, hi] (hi null = no upper end) or null = at every step. σ_t/α_t = √((1 − ᾱ_t)/ᾱ_t) (epsilon),
+    #: s/(1 − s) with s = t/T (rflow): the noise level of x_t/α_t = x0 + (σ_t/α_t)·ε, EDM's σ
+    guidance_interval: tuple[NoiseLevel, NoiseLevel | None] | None = None
+
+    @model_validator(mode="after")
+    def _interval_order(self):
+        iv = self.guidance_interval
+        if iv is not None and iv[1] is not None and not iv[0] < iv[1]:
+            raise KeyProblem("guidance_interval", f"needs lo < hi (noise levels σ/α), got {list(iv)}")
+        return self
+
+
+def check_sampling_fits_model(recipe) -> None:
+    """KeyProblem (recipe-level key) for sampling options that do not apply to the recipe's model."""
+    s, d = recipe.sampling, recipe.diffusion
+    if s.x0_clip in ("consistent", "dynamic"):
+        if d.objective == "rflow":
+            raise KeyProblem("sampling.x0_clip", f"'{s.x0_clip}' needs diffusion.objective=epsilon: the rflow "
+                             f"sampler never clamps x̂0 (use legacy or none)")
+        if not d.clip_sample:
+            raise KeyProblem("sampling.x0_clip", f"'{s.x0_clip}' clamps x̂0, but diffusion.clip_sample is false "
+                             f"(x̂0 is not bounded in [-1, 1], e.g. latents): use legacy or none")
+    if recipe.model.latent is not None:
+        for key, off in (("guidance_rescale", s.guidance_rescale == 0), ("guidance_interval", s.guidance_interval is None)):
+            if not off:
+                raise KeyProblem(f"sampling.{key}", "is not applied by latent-diffusion sampling yet (model.latent "
+                                 "is set): leave it at its default")

@@ -14,6 +14,7 @@ from medlt.recipe.diffusion import (
     RegularizerConfig,
     SamplingConfig,
     TrainingConfig,
+    check_sampling_fits_model,
 )
 from medlt.recipe.evaluate import ClassifierConfig, EvaluateConfig
 from medlt.recipe.synth import SynthConfig
@@ -46,6 +47,7 @@ class Recipe(Section):
             raise KeyProblem("sampling.sampler", f"'{self.sampling.sampler}' does not fit diffusion.objective="
                              f"{self.diffusion.objective}; use one of: {', '.join(fits)}")
         check_latent_recipe(self)
+        check_sampling_fits_model(self)
         n, fmt = len(self.data.image_size), self.data.format
         want = {"nih-cxr-lt": 2, "mimic-cxr-lt": 2, "ct-rate": 3}.get(fmt)
         if want is not None and n != want:
