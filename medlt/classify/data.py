@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from medlt.classify.augment import AugmentedDataset, classifier_augmentation
+from medlt.classify.sources import source_fields
 from medlt.classify.train import ClassifierData
 from medlt.errors import DataError
 from medlt.recipe import Recipe
@@ -82,6 +83,7 @@ def classifier_data(recipe: Recipe, *, train_manifest: str | Path | None = None,
                                                 seed=seed, dataset=train_ds),
         meta={"train_manifest": str(train_manifest) if train_manifest else "", "train_images": len(train_ds),
               "train_synthetic_images": n_syn},
+        **source_fields(train_recipe, base_ds, train_ds, bs, seed),  # mixing / finishing by row source
     )
 
 

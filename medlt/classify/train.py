@@ -1,4 +1,5 @@
-"""Classifier training: ERM, class-balanced reweighting, decoupled cRT (LongTailCXR baselines).
+"""Classifier training: ERM, class-balanced reweighting, decoupled cRT (LongTailCXR baselines),
+logit adjustment, and the mixing / finishing options for synthetic training rows.
 
 `fit_classifier(recipe, data, run_dir)` trains on `data.train`, selects the model on the val
 role's balanced accuracy (single-label: mean per-class recall; multi-label: mean per-class
@@ -15,6 +16,17 @@ balanced: torch's weighted-mean cross-entropy). cRT: the main stage trains with 
 then the best main-stage weights are loaded, the final linear layer is re-initialised and re-trained
 alone (backbone frozen, BatchNorm in eval mode) for `crt_epochs` with class-balanced sampling
 (`data.balanced_train`, uniform over classes).
+Logit adjustment (method logit-adjusted, single-label): the main stage's loss is the cross-entropy of
+f(x) + τ·log π, π from the real rows' class counts (`data.real_train_counts`: not copies, not
+synthetic rows); the network, its checkpoints and every prediction use f(x) alone.
+Synthetic loss weight (classifier.synthetic_loss_weight = s ≠ 1): rows whose source is synthetic
+(`data.train_sources`, by item id) weigh s in every stage's weighted-mean loss (medlt.classify.losses).
+Finishing (classifier.finish, instead of cRT's stage 2): after the main stage, from its best weights
+(kept as best_main.pt), a stage "crt-real" (head re-initialised and re-trained alone, class-balanced
+sampling, plain cross-entropy) or "finetune-real" (the whole network, plain shuffling, the main
+stage's loss: class-balanced weights or logit adjustment from the real counts) trains for
+`finish_epochs` on the real rows only (`data.real_train`; medlt.classify.sources says why copies are
+left out), whatever the training manifest holds, so every arm of a benchmark is finished alike.
 Early stopping (classifier.early_stopping_patience = P): a stage ends once P epochs in a row did not
 improve its best val score; best.pt keeps the best epoch. classifier.init_weights initialises the
 network from a local file before the first epoch (`load_initial_weights`).
@@ -34,12 +46,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medlt.classify.losses import class_balanced_weights, classification_loss
+from medlt.classify.losses import class_balanced_weights, classification_loss, logit_adjustment
 from medlt.classify.models import ClassifierNet, build_classifier_net, load_initial_weights
 from medlt.cliutils import progress
 from medlt.data.bad_images import write_skipped_images
 from medlt.data.labels import LabelSpace
-from medlt.errors import CheckpointError, DataError, TrainingDiverged
+from medlt.errors import CheckpointError, DataError, RecipeError, TrainingDiverged
 from medlt.metrics.classification import balanced_accuracy, mean_per_class_balanced_accuracy_tpr_tnr
 from medlt.recipe import Recipe, dump_resolved, recipe_to_dict
 from medlt.recipe.resume import CLASSIFIER_RESUMABLE, append_resume_history, check_rerun
@@ -63,6 +75,59 @@ class ClassifierData:
     meta: dict = field(default_factory=dict)
     #: the random augmentation applied to training items (for inspection; None = none)
     train_transform: object | None = None
+    #: item id -> manifest source (real, copy, synthetic, ideal) of every training item; None = all real
+    train_sources: dict[str, str] | None = None
+    #: per class, the real training rows (the logit adjustment's prior); None = train_counts (all real)
+    real_train_counts: list[int] | None = None
+    #: factory balanced -> loader over the real training rows only (classifier.finish); None = the
+    #: training loaders themselves, allowed only when every row is real
+    real_train: Callable[[bool], Iterable[dict]] | None = None
+
+
+#: second stages that re-train the final layer alone (backbone frozen, BatchNorm in eval mode)
+HEAD_ONLY_STAGES = ("crt", "crt-real")
+
+
+def second_stage(cfg) -> tuple[str, int] | None:
+    """(name, epochs) of the stage after the main one: cRT's, the finishing stage, or None."""
+    if cfg.method == "crt":
+        return "crt", cfg.crt_epochs
+    if cfg.finish != "none":
+        return cfg.finish, cfg.finish_epochs
+    return None
+
+
+def stage_lr(cfg, name: str) -> float:
+    if name == "crt":
+        return cfg.crt_lr or cfg.lr
+    if name in ("crt-real", "finetune-real"):
+        return cfg.finish_lr or cfg.lr
+    return cfg.lr
+
+
+def real_rows(data: ClassifierData, balanced: bool) -> Iterable[dict]:
+    """A loader over the real training rows (classifier.finish)."""
+    if data.real_train is not None:
+        return data.real_train(balanced)
+    others = sorted({s for s in (data.train_sources or {}).values() if s != "real"})
+    if others:
+        raise DataError(f"classifier.finish: the training set has {'/'.join(others)} rows and no loader over its "
+                        f"real rows alone")
+    if not balanced:
+        return data.train
+    if data.balanced_train is None:
+        raise DataError("classifier.finish 'crt-real' needs a class-balanced training loader")
+    return data.balanced_train()
+
+
+def sample_weights(ids, sources: dict[str, str] | None, weight: float) -> torch.Tensor:
+    """(B,) per-item loss weights: `weight` for synthetic items, 1 for every other source."""
+    if not sources:
+        return torch.ones(len(ids))
+    try:
+        return torch.tensor([weight if sources[str(i)] == "synthetic" else 1.0 for i in ids])
+    except KeyError as e:
+        raise DataError(f"training item {e.args[0]!r} has no recorded source") from None
 
 
 def epochs_without_improvement(history: list[dict], stage: str) -> int:
@@ -118,11 +183,28 @@ def _checkpoint_common(recipe: Recipe, data: ClassifierData, model: ClassifierNe
     }
 
 
+def mixing_summary(cfg, data: ClassifierData, real_counts: list[int]) -> dict:
+    """summary.json's record of the mixing and finishing options that are on."""
+    out: dict = {}
+    sources = list((data.train_sources or {}).values())
+    if cfg.finish != "none":
+        out["finish_real_items"] = sum(s == "real" for s in sources) if sources else None
+    if cfg.synthetic_loss_weight != 1.0:
+        out["synthetic_loss_weight"] = cfg.synthetic_loss_weight
+        out["synthetic_items_weighted"] = sum(s == "synthetic" for s in sources)
+    if cfg.method == "logit-adjusted":
+        out["logit_adjustment"] = {"tau": cfg.logit_adjustment_tau, "real_class_counts": list(map(int, real_counts))}
+    return out
+
+
 def fit_classifier(recipe: Recipe, data: ClassifierData, run_dir: str | Path, *,
                    show_progress: bool = True) -> dict:
     """Train (or resume) a classifier in run_dir; returns the summary written to RUN/summary.json."""
     cfg = recipe.classifier
     run = Path(run_dir)
+    if cfg.method == "logit-adjusted" and data.label_space.multi_label:
+        raise RecipeError("recipe key 'classifier.method': 'logit-adjusted' is defined for single-label data only "
+                          "(a softmax over classes); this data is multi-label")
     ckdir = run / "checkpoints"
     ckdir.mkdir(parents=True, exist_ok=True)
     rerun = check_rerun(ckdir / "last.pt", recipe_to_dict(recipe), allowed=CLASSIFIER_RESUMABLE,
@@ -143,6 +225,26 @@ def fit_classifier(recipe: Recipe, data: ClassifierData, run_dir: str | Path, *,
     model = build_classifier_net(cfg, data.spatial_dims, ls.num_classes).to(device)
     weights = (class_balanced_weights(data.train_counts, cfg.class_balanced_beta).to(device)
                if cfg.method == "class-balanced" else None)
+    real_counts = list(data.real_train_counts if data.real_train_counts is not None else data.train_counts)
+    offsets = None
+    if cfg.method == "logit-adjusted":
+        try:
+            offsets = logit_adjustment(real_counts, cfg.logit_adjustment_tau, ls.names).to(device)
+        except ValueError as e:
+            raise DataError(f"classifier.method 'logit-adjusted': {e}") from None
+    second = second_stage(cfg)
+
+    def stage_loss_terms(name: str):
+        """(class weights, logit offsets) of a stage's loss: the main stage's method; cRT's and
+        crt-real's plain cross-entropy (their sampling balances); finetune-real the main stage's loss
+        with class-balanced weights from the real counts (the rows it trains on)."""
+        if name == "main":
+            return weights, offsets
+        if name == "finetune-real":
+            cb = (class_balanced_weights(real_counts, cfg.class_balanced_beta).to(device)
+                  if cfg.method == "class-balanced" else None)
+            return cb, offsets
+        return None, None
 
     stage, epoch, best, history = "main", 0, -1.0, []
     last = ckdir / "last.pt"
@@ -158,26 +260,31 @@ def fit_classifier(recipe: Recipe, data: ClassifierData, run_dir: str | Path, *,
             list(state["history"])
         if stage == "done":
             return json.loads((run / "summary.json").read_text())
+        if stage not in ("main", *(second[:1] if second else ())):
+            raise CheckpointError(f"{last}: stopped in stage '{stage}', which this recipe does not have; use a new --out")
 
     def make_optimizer(params, lr):
         return torch.optim.Adam(params, lr=lr, weight_decay=cfg.weight_decay)
 
-    def enter_crt():
+    def stage_optimizer(name: str):
+        """The stage's optimizer; a head-only stage freezes the backbone first."""
+        if name in HEAD_ONLY_STAGES:
+            for p in model.backbone.parameters():
+                p.requires_grad_(False)
+            return make_optimizer(model.head.parameters(), stage_lr(cfg, name))
+        return make_optimizer(model.parameters(), stage_lr(cfg, name))
+
+    def enter_second(name: str):
+        """From the best main-stage weights (kept as best_main.pt); head-only stages re-initialise the head."""
         best_main = load_checkpoint(ckdir / "best.pt")
         model.load_state_dict(best_main["model"])
         if main_rank:
             save_checkpoint(ckdir / "best_main.pt", best_main)
-        model.reset_head()
-        for p in model.backbone.parameters():
-            p.requires_grad_(False)
-        return make_optimizer(model.head.parameters(), cfg.crt_lr or cfg.lr)
+        if name in HEAD_ONLY_STAGES:
+            model.reset_head()
+        return stage_optimizer(name)
 
-    if stage == "crt":
-        for p in model.backbone.parameters():
-            p.requires_grad_(False)
-        opt = make_optimizer(model.head.parameters(), cfg.crt_lr or cfg.lr)
-    else:
-        opt = make_optimizer(model.parameters(), cfg.lr)
+    opt = stage_optimizer(stage)
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
@@ -194,14 +301,15 @@ def fit_classifier(recipe: Recipe, data: ClassifierData, run_dir: str | Path, *,
         return DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     train_model = wrap()
-    stages = [("main", cfg.epochs)] + ([("crt", cfg.crt_epochs)] if cfg.method == "crt" else [])
+    stages = [("main", cfg.epochs)] + ([second] if second else [])
     for name, n_epochs in stages:
-        if name == "main" and stage == "crt":
+        if name == "main" and stage != "main":
             continue
-        if name == "crt" and stage == "main":
-            stage, epoch, best = "crt", 0, -1.0
-            opt = enter_crt()
+        if name != "main" and stage == "main":
+            stage, epoch, best = name, 0, -1.0
+            opt = enter_second(name)
             train_model = wrap()
+        class_w, offs = stage_loss_terms(name)
         patience = cfg.early_stopping_patience
         while epoch < n_epochs:
             if patience is not None and epochs_without_improvement(history, name) >= patience:
@@ -209,20 +317,23 @@ def fit_classifier(recipe: Recipe, data: ClassifierData, run_dir: str | Path, *,
                     print(f"{name}: early stop after epoch {epoch} ({patience} epochs without a better val "
                           f"score)", file=sys.stderr)
                 break
-            loader = data.balanced_train() if name == "crt" else data.train
+            loader = {"main": lambda: data.train, "crt": data.balanced_train,
+                      "crt-real": lambda: real_rows(data, True), "finetune-real": lambda: real_rows(data, False)}[name]()
             sampler = getattr(loader, "sampler", None)
             if hasattr(sampler, "set_epoch"):  # fresh shuffles / balanced draws every epoch
                 sampler.set_epoch(derive_seed(name, epoch) % (2**31))
             model.train()
-            if name == "crt":
+            if name in HEAD_ONLY_STAGES:
                 model.backbone.eval()
             losses = []
             for batch in progress(loader, desc=f"{name} epoch {epoch + 1}/{n_epochs}", unit="batch",
                                   disable=not show_progress):
                 x = batch["image"].to(device, torch.float32)
                 y = torch.as_tensor(batch["label"]).to(device)
-                terms = classification_loss(train_model(x), y, multi_label=ls.multi_label,
-                                            class_weights=weights if name == "main" else None)
+                sw = (sample_weights(batch["id"], data.train_sources, cfg.synthetic_loss_weight).to(device)
+                      if cfg.synthetic_loss_weight != 1.0 else None)
+                terms = classification_loss(train_model(x), y, multi_label=ls.multi_label, class_weights=class_w,
+                                            sample_weights=sw, logit_offsets=offs)
                 loss = sum(terms.values())
                 if not torch.isfinite(loss):
                     raise TrainingDiverged(f"classifier loss is {float(loss)} at {name} epoch {epoch + 1}")
@@ -255,6 +366,7 @@ def fit_classifier(recipe: Recipe, data: ClassifierData, run_dir: str | Path, *,
         "val mean_per_class_balanced_accuracy_tpr_tnr" if ls.multi_label else "val balanced_accuracy"),
         "method": cfg.method, "architecture": cfg.architecture, "epochs": len(history),
         "early_stopping_patience": cfg.early_stopping_patience, "stopped_early_after_epoch": stopped,
+        "finish": cfg.finish, **mixing_summary(cfg, data, real_counts),
         **({"init": init_info} if init_info else {}),
         "history": history, **{k: str(v) for k, v in data.meta.items()}}
     if main_rank:

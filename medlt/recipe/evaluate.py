@@ -5,9 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from medlt.recipe.base import Count, NonNegativeFloat, NonNegativeInt, PositiveFloat, Probability, Section
+from medlt.recipe.base import (
+    Count,
+    KeyProblem,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    Probability,
+    Section,
+)
 from medlt.recipe.diffusion import Device
 
 
@@ -19,8 +27,25 @@ class ClassifierConfig(Section):
     widen_factor: PositiveFloat = 1.0
     #: long-tail baselines (LongTailCXR): plain ERM, class-balanced reweighting (effective number
     #: of samples, Cui et al. 2019), decoupled classifier re-training (cRT: after the main training,
-    #: re-train only the final layer for crt_epochs with class-balanced sampling)
-    method: Literal["erm", "class-balanced", "crt"] = "erm"
+    #: re-train only the final layer for crt_epochs with class-balanced sampling), and logit
+    #: adjustment (Menon et al. 2021: train on f(x) + τ·log π with π the class prior of the *real*
+    #: training rows, predict with f alone; single-label only)
+    method: Literal["erm", "class-balanced", "crt", "logit-adjusted"] = "erm"
+    #: τ of method logit-adjusted (Menon et al.: 1); read by that method only
+    logit_adjustment_tau: PositiveFloat = 1.0
+    #: loss weight of the training rows whose manifest `source` is synthetic (real and copy rows
+    #: weigh 1): the loss is the weighted mean with per-row weight s_i·w_{y_i} (w: class weights of
+    #: method class-balanced, else 1; see medlt.classify.losses). 1 = synthetic rows count like real ones.
+    synthetic_loss_weight: PositiveFloat = 1.0
+    #: a last stage on the REAL rows of the training set only (source real; copy and synthetic rows
+    #: are left out, so every arm of a benchmark finishes on the same images), from the best main-stage
+    #: weights: none; crt-real = re-train the final layer alone with class-balanced sampling (cRT on
+    #: real images); finetune-real = fine-tune the whole network with the main stage's loss. Early
+    #: stopping as in the main stage; best.pt is the finishing stage's best epoch.
+    finish: Literal["none", "crt-real", "finetune-real"] = "none"
+    finish_epochs: Count = 10
+    #: learning rate of the finishing stage; None = classifier.lr
+    finish_lr: PositiveFloat | None = None
     #: beta of the class-balanced weights w_c ∝ (1 − β) / (1 − β^{n_c})
     class_balanced_beta: float = Field(0.9999, ge=0.0, lt=1.0)
     epochs: Count = 60
@@ -48,6 +73,14 @@ class ClassifierConfig(Section):
     #: multi-label decision threshold on the sigmoid probabilities
     threshold: Probability = 0.5
     device: Device = "auto"
+
+    @model_validator(mode="after")
+    def _one_second_stage(self):
+        if self.method == "crt" and self.finish != "none":
+            raise KeyProblem("finish", f"'{self.finish}' cannot follow method 'crt' (cRT's stage 2 re-trains on "
+                             f"every training row); use method erm, class-balanced or logit-adjusted with "
+                             f"finish crt-real")
+        return self
 
 
 class EvaluateConfig(Section):
