@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -30,3 +31,11 @@ class SynthConfig(Section):
     batch_size: int = Field(32, ge=1)
     #: quality filter (--filter-classifier): rounds of replacing rejected images before giving up
     filter_max_rounds: int = Field(10, ge=1)
+    #: best of K (docs/methods.md, "Best of K candidates"): candidates drawn per planned image; 1 = off
+    candidates_per_image: int = Field(1, ge=1)
+    #: the classifier that scores the candidates: a `medlt classify` run (or its .pt) trained on the
+    #: real long-tailed training split only; required when candidates_per_image > 1
+    selector: Path | None = None
+    #: best: the candidate the selector scores highest; best-not-near-copy: the highest-scored one that
+    #: is not a near-copy of a real training image (needs --drop-near-copies EXTRACTOR)
+    selection_rule: Literal["best", "best-not-near-copy"] = "best"

@@ -32,6 +32,16 @@ evaluate.memorization_ratio_threshold, or an exact copy) and re-draws it with a 
 pure function of the run, so resume and torchrun shards give the same bytes) until every quota is met
 or synth.filter_max_rounds is used up. manifest.csv records each row's redraw_attempt and the id it
 replaces; OUT/dropped.csv lists every dropped image, its nearest real image and ratio.
+
+Best of K (off by default: K = 1): --candidates-per-image K draws K candidates per planned image
+(candidate 0 is the image K = 1 writes; the others' seeds are pure functions of the image's seed and
+the candidate index) and keeps the one --selector scores best: a `medlt classify` run trained on the
+real long-tailed training split only. --selection-rule best keeps the highest score (single-label:
+p(intended class); multi-label: the geometric mean over classes of the probability of the intended
+label vector); best-not-near-copy keeps the highest-scored candidate that is not a near-copy of a real
+training image (needs --drop-near-copies). Generation costs about K times as much; manifest.csv
+records K and the kept candidate's index, seed, rank and score. The selector is no judge: a fidelity
+measured by a classifier trained on the same real images is biased upwards.
 """
 
 
@@ -58,6 +68,14 @@ def synth(
                                           "--feature-extractor): leave out images flagged as near-copies of real "
                                           "training images (a privacy leak) and re-draw them with fresh seeds; "
                                           "threshold evaluate.memorization_ratio_threshold."),
+    candidates_per_image: int = typer.Option(None, "--candidates-per-image", help="Best of K: candidates drawn "
+                                             "per planned image (default: recipe synth.candidates_per_image, 1 = "
+                                             "no selection); K > 1 needs --selector."),
+    selector: Path = typer.Option(None, "--selector", help="Best of K: the `medlt classify` run (or .pt) that "
+                                  "scores the candidates, trained on the real training split only (default: "
+                                  "recipe synth.selector)."),
+    selection_rule: str = typer.Option(None, "--selection-rule", help="Best of K: best | best-not-near-copy "
+                                       "(default: recipe synth.selection_rule)."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
     sets: list[str] = SET_OPT,
 ) -> None:
@@ -67,6 +85,7 @@ def synth(
     from medlt.errors import MedltError, UsageError
     from medlt.synth.generate import run_synth
     from medlt.synth.plan import plan_table
+    from medlt.synth.select import cost_lines
     from medlt.utils.checkpoint import file_sha256
     from medlt.utils.device import resolve_device
     from medlt.utils.distributed import cleanup, init_distributed
@@ -83,12 +102,18 @@ def synth(
     if drop_near_copies is not None and not drop_near_copies.exists():
         raise MedltError(f"--drop-near-copies {drop_near_copies}: no such file or folder (give a feature "
                          f"extractor: a `medlt classify` or `medlt oracle` run, a TorchScript file or a state dict)")
+    if selector is not None and not selector.exists():
+        raise MedltError(f"--selector {selector}: no such file or folder (give a `medlt classify` run trained on "
+                         f"the real training split)")
+    select = {"candidates_per_image": candidates_per_image, "selector": selector, "selection_rule": selection_rule}
     if dry_run:
         res = run_synth(rec, out, checkpoint=checkpoint, quota=quota, guidance_scale=guidance, sampler=sampler,
                         steps=steps, batch_size=batch_size, dry_run=True, show_progress=False,
-                        guidance_from=guidance_from, warn=_warn)
+                        guidance_from=guidance_from, near_copies=drop_near_copies, warn=_warn, **select)
         console.print(plan_table(res.plan))
         console.print(f"rule: {res.plan.rule}")
+        for line in cost_lines(res.selection):
+            console.print(line)
         console.print(f"checkpoint {checkpoint}: checked (classes, model-defining keys, sampler)" if checkpoint
                       else "no --checkpoint given: its checks run only with --checkpoint")
         if "plan" in res.outputs:
@@ -109,7 +134,7 @@ def synth(
                         sampler=sampler, steps=steps, batch_size=batch_size, classifier=clf,
                         classifier_sha256=clf_sha, min_confidence=min_confidence, rank=dist.rank,
                         world_size=dist.world_size, device=str(dist.device), guidance_from=guidance_from,
-                        near_copies=drop_near_copies, warn=_warn if dist.is_main else None)
+                        near_copies=drop_near_copies, warn=_warn if dist.is_main else None, **select)
         if dist.is_main:
             console.print(plan_table(res.plan, title=f"synthesised: quota {res.plan.quota}, "
                                                      f"{len(res.final_jobs)} images"))
@@ -118,6 +143,9 @@ def synth(
                     f"{g} {w:g}" for g, w in res.settings["guidance_scale"].items()))
             console.print(f"{res.written} file(s) written by rank 0, {res.skipped_batches} finished "
                           f"batch(es) skipped, {res.seconds:.1f} s")
+            if res.selection.active:
+                console.print(f"best of {res.selection.k} ({res.selection.rule}): {res.candidates} candidate(s) "
+                              f"generated by rank 0")
             n_copies = sum(d["reason"] == "near-copy" for d in res.dropped)
             if drop_near_copies is not None:
                 console.print(f"near-copies of real training images dropped and re-drawn: {n_copies}")

@@ -2,7 +2,9 @@
 
 Both are medlt's `manifest` format (docs/datasets.md): `id`, `image`, `patient_id`, `split`,
 one 0/1 column per class, `source`, then extra columns (seed, checkpoint_sha256, guidance_scale,
-sampler, steps; with a filter: redraw_attempt, replaces; CT: spacing_x/y/z, rescale_slope,
+sampler, steps; with a filter: redraw_attempt, replaces; best of K > 1 (medlt.synth.select):
+candidates (K), candidate (the kept candidate's index), candidate_seed, candidate_rank (0 = the
+selector's highest score among the K), selection_score; CT: spacing_x/y/z, rescale_slope,
 rescale_intercept).
 
 - manifest.csv: `image` is relative to DIR (use it with data.root = DIR).
@@ -31,6 +33,7 @@ from medlt.data.labels import LabelSpace
 from medlt.errors import DataError
 from medlt.synth.guidance import job_scales
 from medlt.synth.jobs import Job
+from medlt.synth.select import SELECTION_COLUMNS
 from medlt.synth.writers import OutputLayout, synthetic_patient_id
 from medlt.utils.atomic import atomic_write_text
 
@@ -49,10 +52,12 @@ def _csv_text(df: pd.DataFrame) -> str:
 
 
 def synthetic_rows(jobs: Sequence[Job], layout: OutputLayout, label_space: LabelSpace, train_split: str,
-                   settings: dict[str, Any]) -> pd.DataFrame:
+                   settings: dict[str, Any], selected: dict[str, dict] | None = None) -> pd.DataFrame:
+    """`selected`: best of K > 1, each job id's kept candidate {candidate, candidate_seed, rank, score}."""
     rows = []
     scales = job_scales(jobs, settings)  # one scale, or each row's group scale (--guidance-from)
     filtered = bool(settings.get("filter") or settings.get("near_copies"))
+    k = int((settings.get("selection") or {}).get("candidates_per_image", 1))
     for j, scale in zip(jobs, scales, strict=True):
         row: dict[str, Any] = {"id": j.id, "image": layout.relpath(j), "patient_id": synthetic_patient_id(j),
                                "split": train_split}
@@ -64,14 +69,29 @@ def synthetic_rows(jobs: Sequence[Job], layout: OutputLayout, label_space: Label
                     "steps": None if settings.get("steps") is None else str(int(settings["steps"]))})
         if filtered:
             row.update({"redraw_attempt": str(j.attempt), "replaces": j.replaces})
+        if k > 1:
+            row.update(_selection_columns(j, k, selected))
         row.update(layout.extra_columns(j))
         rows.append(row)
     cols = ["id", "image", "patient_id", "split", *label_space.names, "source", *PROVENANCE_COLUMNS]
     if filtered:
         cols += list(REDRAW_COLUMNS)
+    if k > 1:
+        cols += list(SELECTION_COLUMNS)
     if layout.is_volume:
         cols += list(CT_COLUMNS)
     return pd.DataFrame(rows, columns=cols)
+
+
+def _selection_columns(job: Job, k: int, selected: dict[str, dict] | None) -> dict[str, str]:
+    """The kept candidate of `job` as text columns (next to real rows a number column would turn 5
+    into "5.0")."""
+    rec = (selected or {}).get(job.id)
+    if rec is None:
+        raise DataError(f"no selection record for synthetic image {job.id} (best of {k}); re-run the same "
+                        f"command to finish")
+    return {"candidates": str(k), "candidate": str(int(rec["candidate"])), "candidate_seed": str(rec["candidate_seed"]),
+            "candidate_rank": str(int(rec["rank"])), "selection_score": f"{float(rec['score']):.6g}"}
 
 
 def write_dropped(out_dir: Path, dropped: Sequence[dict]) -> Path:
@@ -125,11 +145,13 @@ def real_rows(frame: pd.DataFrame, label_space: LabelSpace, root: Path) -> pd.Da
 def write_manifests(out_dir: Path, jobs: Sequence[Job], layout: OutputLayout, label_space: LabelSpace,
                     train_split: str, settings: dict[str, Any], real_frame: pd.DataFrame | None,
                     *, image_shape: Sequence[int] | None = None,
-                    data_root: str | Path | None = None) -> dict[str, Path]:
+                    data_root: str | Path | None = None,
+                    selected: dict[str, dict] | None = None) -> dict[str, Path]:
     """Write manifest.csv, and with a real table merged.csv + merged.root.txt. Returns the paths.
-    `data_root`: the real data.root, for a frame without per-row roots (medlt.data.table's have)."""
+    `data_root`: the real data.root, for a frame without per-row roots (medlt.data.table's have).
+    `selected`: best of K > 1, the kept candidate of each job id (synthetic_rows)."""
     out_dir = Path(out_dir).resolve()
-    syn = synthetic_rows(jobs, layout, label_space, train_split, settings)
+    syn = synthetic_rows(jobs, layout, label_space, train_split, settings, selected)
     written = {"manifest": atomic_write_text(out_dir / "manifest.csv", _csv_text(syn))}
     if layout.is_volume:
         written.update(_ct_rate_side_files(out_dir, syn, label_space, image_shape))

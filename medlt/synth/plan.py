@@ -131,7 +131,7 @@ def write_plan(path: str | Path, plan: SynthPlan, settings: dict[str, Any]) -> P
 
 #: settings that change pixels or file names; a folder started with other values is refused
 PIXEL_SETTINGS = ("checkpoint_sha256", "guidance_scale", "sampler", "steps", "batch_size",
-                  "output_format", "filter", "near_copies", "decode")
+                  "output_format", "filter", "near_copies", "decode", "selection")
 
 
 def check_resume(path: str | Path, plan: SynthPlan, settings: dict[str, Any]) -> bool:
