@@ -303,6 +303,16 @@ def test_best_not_near_copy_skips_candidates_flagged_as_near_copies(tmp_path):
     run_synth(rec, tmp_path / "best", generator=gen, selector=ClosenessSelector(NIH_NC), **kw)
     best = pd.read_csv(tmp_path / "best/manifest.csv", dtype=str, keep_default_na=False)
     assert (best["candidate_seed"].astype(int) % 3 == 0).sum() > 5  # rule best keeps the copies it is offered
+    # best, then --drop-near-copies: the kept copies are dropped and their planned images re-drawn (K new
+    # candidates, where the selector again prefers a copy: it takes many rounds, hence the diversity rule)
+    gen = CopyingGenerator(NIH_NC, imgs, labels)
+    rec.synth.filter_max_rounds = 40
+    run_synth(rec, tmp_path / "best_nc", generator=gen, selector=ClosenessSelector(NIH_NC), near_copies=ext, **kw)
+    rec.synth.filter_max_rounds = 10
+    man = pd.read_csv(tmp_path / "best_nc/manifest.csv", dtype=str, keep_default_na=False)
+    dropped = pd.read_csv(tmp_path / "best_nc/dropped.csv", dtype=str, keep_default_na=False)
+    assert (man["candidate_seed"].astype(int) % 3 != 0).all() and len(dropped) > 5
+    assert set(man.loc[man["redraw_attempt"] != "0", "replaces"]) <= set(dropped["id"])
 
     gen = CopyingGenerator(NIH_NC, imgs, labels)
     res = run_synth(rec, tmp_path / "div", generator=gen, selector=ClosenessSelector(NIH_NC), near_copies=ext,
