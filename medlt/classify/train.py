@@ -205,6 +205,13 @@ def fit_classifier(recipe: Recipe, data: ClassifierData, run_dir: str | Path, *,
     if cfg.method == "logit-adjusted" and data.label_space.multi_label:
         raise RecipeError("recipe key 'classifier.method': 'logit-adjusted' is defined for single-label data only "
                           "(a softmax over classes); this data is multi-label")
+    real_counts = list(data.real_train_counts if data.real_train_counts is not None else data.train_counts)
+    offsets = None
+    if cfg.method == "logit-adjusted":
+        try:
+            offsets = logit_adjustment(real_counts, cfg.logit_adjustment_tau, data.label_space.names)
+        except ValueError as e:
+            raise DataError(f"classifier.method 'logit-adjusted': {e}") from None
     ckdir = run / "checkpoints"
     ckdir.mkdir(parents=True, exist_ok=True)
     rerun = check_rerun(ckdir / "last.pt", recipe_to_dict(recipe), allowed=CLASSIFIER_RESUMABLE,
@@ -225,13 +232,7 @@ def fit_classifier(recipe: Recipe, data: ClassifierData, run_dir: str | Path, *,
     model = build_classifier_net(cfg, data.spatial_dims, ls.num_classes).to(device)
     weights = (class_balanced_weights(data.train_counts, cfg.class_balanced_beta).to(device)
                if cfg.method == "class-balanced" else None)
-    real_counts = list(data.real_train_counts if data.real_train_counts is not None else data.train_counts)
-    offsets = None
-    if cfg.method == "logit-adjusted":
-        try:
-            offsets = logit_adjustment(real_counts, cfg.logit_adjustment_tau, ls.names).to(device)
-        except ValueError as e:
-            raise DataError(f"classifier.method 'logit-adjusted': {e}") from None
+    offsets = offsets.to(device) if offsets is not None else None
     second = second_stage(cfg)
 
     def stage_loss_terms(name: str):
