@@ -17,8 +17,8 @@ import torch
 from medlt.data.labels import LabelSpace
 from medlt.errors import CheckpointError, MedltError
 from medlt.synth.generate import run_synth
-from medlt.synth.select import candidate_seed, choose_candidates, selection_scores
 from medlt.synth.writers import resolve_layout
+from medlt.utils.seeding import derive_seed
 from tests.cli_run import run_cli
 from tests.synth.fakes import (
     FakeGenerator,
@@ -54,6 +54,11 @@ class MeanSelector:
         return torch.sigmoid(z) if self.label_space.multi_label else torch.softmax(z, dim=1)
 
 
+def candidate_seed(job_seed: int, k: int) -> int:
+    """The documented seed of candidate k (docs/methods.md): the planned seed for k = 0."""
+    return job_seed if k == 0 else derive_seed(job_seed, "candidate", k)
+
+
 def _setup(tmp_path):
     rec = make_recipe(tmp_path / "real")
     tab = make_table(tmp_path / "real", NIH, one_hot_rows(COUNTS))
@@ -69,6 +74,8 @@ def _files(out: Path) -> dict[str, bytes]:
 # --- the maths: score and selection order ---------------------------------------------------------------
 
 def test_selection_order_on_a_hand_made_score_table():
+    from medlt.synth.select import choose_candidates
+
     scores = np.array([[0.2, 0.9, 0.5],
                        [0.7, 0.7, 0.1],   # a tie goes to the lower candidate index
                        [0.1, 0.2, 0.3],
@@ -86,6 +93,8 @@ def test_selection_order_on_a_hand_made_score_table():
 
 
 def test_scores_single_label_intended_probability_multi_label_whole_vector():
+    from medlt.synth.select import selection_scores
+
     p = np.array([[0.1, 0.7, 0.2], [0.5, 0.3, 0.2]])
     y = np.array([[0, 1, 0], [0, 0, 1]])
     assert selection_scores(p, y, multi_label=False).tolist() == pytest.approx([0.7, 0.2])
@@ -99,10 +108,12 @@ def test_scores_single_label_intended_probability_multi_label_whole_vector():
 
 
 def test_candidate_zero_is_the_planned_seed_and_the_others_are_pure_functions():
-    assert candidate_seed(1234, 0) == 1234
-    seeds = [candidate_seed(1234, k) for k in range(1, 5)]
-    assert len(set(seeds)) == 4 and seeds == [candidate_seed(1234, k) for k in range(1, 5)]
-    assert 1234 not in seeds and candidate_seed(1235, 1) != seeds[0]
+    from medlt.synth import select
+
+    assert select.candidate_seed(1234, 0) == 1234
+    seeds = [select.candidate_seed(1234, k) for k in range(1, 5)]
+    assert seeds == [candidate_seed(1234, k) for k in range(1, 5)]  # the documented function
+    assert len(set(seeds)) == 4 and 1234 not in seeds and select.candidate_seed(1235, 1) != seeds[0]
 
 
 # --- run_synth with a stand-in selector -----------------------------------------------------------------
