@@ -370,3 +370,43 @@ def test_a_clamping_mode_with_an_rflow_checkpoint_is_one_line_naming_both_keys(t
     assert "diffusion.objective" in str(e.value) and "\n" not in str(e.value)
     recipe_for_generator(toy_recipe(tmp, ["sampling.x0_clip=none", "sampling.guidance_rescale=0.7"]), gen, runs["rflow"])
     assert gen.generate(torch.tensor([0]), [1], guidance_scale=1.0, num_inference_steps=3).shape == (1, 1, 8, 8)
+
+
+LEVELS = torch.tensor([-0.6, 0.0, 0.6])  # the toy classes' image means (tests/diffusion/toy.py)
+
+
+def _fidelity(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Share of samples whose mean intensity is nearest their own class's level: the toy data's
+    exact class statistic (its oracle)."""
+    pred = (x.mean(dim=(1, 2, 3))[:, None] - LEVELS).abs().argmin(dim=1)
+    return (pred == y).float().mean().item()
+
+
+@pytest.mark.slow
+def test_more_steps_do_not_lose_fidelity_on_a_trained_tiny_model(tmp_path):
+    """A toy generator trained 300 steps (1000-step schedule, guidance 1.6 as the CPU bench): with
+    x0_clip consistent, DDIM-50 and DPM++-50 keep DDIM-10's / DPM++-10's class fidelity; legacy, the
+    default, loses it (measured when written: DDIM 0.90 -> 0.41, DPM++ 0.97 -> 0.47; consistent
+    0.80 -> 0.82 and 0.81 -> 0.82), the defect the mode fixes."""
+    from medlt.diffusion.sample import load_generator, recipe_for_generator
+    from medlt.diffusion.train import train
+    from tests.diffusion.toy import toy_data
+
+    sets = ["training.max_steps=300", "training.per_rank_batch_size=16", "training.lr=2e-3", "training.warmup_steps=20",
+            "training.ema_decay=0.98", "training.checkpoint_every_steps=300", "training.sample_grid_every_steps=0",
+            "training.log_every_steps=100", "diffusion.num_train_timesteps=1000"]
+    ckpt = train(toy_recipe(tmp_path, sets), tmp_path / "run", data=toy_data(n_counts=(24, 12, 6)))
+    gen = load_generator(ckpt)
+    y = torch.arange(3).repeat_interleave(30)
+    seeds = list(range(len(y)))
+    fid = {}
+    for mode in ("consistent", "legacy"):
+        recipe_for_generator(toy_recipe(tmp_path, [*sets, f"sampling.x0_clip={mode}"]), gen, ckpt)
+        for sampler in ("ddim", "dpm++"):
+            for steps in (10, 50):
+                x = gen.generate(y, seeds, guidance_scale=1.6, num_inference_steps=steps, sampler=sampler)
+                fid[mode, sampler, steps] = _fidelity(x, y)
+    for sampler in ("ddim", "dpm++"):
+        assert fid["consistent", sampler, 10] > 0.6, fid  # the model has learnt the classes
+        assert fid["consistent", sampler, 50] >= fid["consistent", sampler, 10] - 0.05, fid
+        assert fid["legacy", sampler, 50] < fid["legacy", sampler, 10] - 0.2, fid  # what the check would catch
