@@ -13,7 +13,7 @@ that (a) each sample's noise (initial and per step) comes from its own torch.Gen
 previous timestep is the next one in that sequence (correct for any number of steps).
 
 Run-time options (`SamplerOptions`, recipe `sampling.x0_clip`, `dynamic_threshold_quantile`,
-`guidance_rescale`, `guidance_interval`; docs/methods.md, "How the deterministic samplers clamp x̂0").
+`guidance_rescale`, `guidance_interval`; docs/methods.md, "How the deterministic samplers use the clamped x̂₀").
 Notation: ᾱ_t the cumulative product, α_t = √ᾱ_t, σ_t = √(1−ᾱ_t), x̂0 = (x_t − σ_t·ε̃)/α_t.
 
 - x0_clip `legacy` (default): x̂0 clamped to [−1, 1], the step keeps the unclamped ε̃:
