@@ -21,7 +21,8 @@ f(x) + τ·log π, π from the real rows' class counts (`data.real_train_counts`
 synthetic rows); the network, its checkpoints and every prediction use f(x) alone.
 Synthetic loss weight (classifier.synthetic_loss_weight = s ≠ 1): rows whose source is synthetic
 (`data.train_sources`, by item id) weigh s in every stage's weighted-mean loss (medlt.classify.losses).
-Finishing (classifier.finish, instead of cRT's stage 2): after the main stage, from its best weights
+Finishing (classifier.finish, instead of cRT's stage 2; none for a set without real rows, i.e. CAS's
+synthetic-only set, whose logit-adjustment prior is then its own counts): after the main stage, from its best weights
 (kept as best_main.pt), a stage "crt-real" (head re-initialised and re-trained alone, class-balanced
 sampling, plain cross-entropy) or "finetune-real" (the whole network, plain shuffling, the main
 stage's loss: class-balanced weights or logit adjustment from the real counts) trains for
@@ -88,13 +89,27 @@ class ClassifierData:
 HEAD_ONLY_STAGES = ("crt", "crt-real")
 
 
-def second_stage(cfg) -> tuple[str, int] | None:
-    """(name, epochs) of the stage after the main one: cRT's, the finishing stage, or None."""
+def has_real_rows(data: ClassifierData) -> bool:
+    """False only for a training set whose recorded sources hold no `real` row (CAS's synthetic-only set)."""
+    return data.train_sources is None or any(s == "real" for s in data.train_sources.values())
+
+
+def second_stage(cfg, data: ClassifierData) -> tuple[str, int] | None:
+    """(name, epochs) of the stage after the main one: cRT's, the finishing stage, or None. A
+    training set without any real row (CAS) has nothing to finish on: no finishing stage (summary.json
+    says so under finish_skipped)."""
     if cfg.method == "crt":
         return "crt", cfg.crt_epochs
-    if cfg.finish != "none":
+    if cfg.finish != "none" and has_real_rows(data):
         return cfg.finish, cfg.finish_epochs
     return None
+
+
+def prior_counts(data: ClassifierData) -> list[int]:
+    """The logit adjustment's class counts: the real rows'; a set without real rows (CAS) its own."""
+    if data.real_train_counts is None or not has_real_rows(data):
+        return list(data.train_counts)
+    return list(data.real_train_counts)
 
 
 def stage_lr(cfg, name: str) -> float:
@@ -189,11 +204,14 @@ def mixing_summary(cfg, data: ClassifierData, real_counts: list[int]) -> dict:
     sources = list((data.train_sources or {}).values())
     if cfg.finish != "none":
         out["finish_real_items"] = sum(s == "real" for s in sources) if sources else None
+        if not has_real_rows(data):
+            out["finish_skipped"] = "the training set has no real row (synthetic only, e.g. CAS)"
     if cfg.synthetic_loss_weight != 1.0:
         out["synthetic_loss_weight"] = cfg.synthetic_loss_weight
         out["synthetic_items_weighted"] = sum(s == "synthetic" for s in sources)
     if cfg.method == "logit-adjusted":
-        out["logit_adjustment"] = {"tau": cfg.logit_adjustment_tau, "real_class_counts": list(map(int, real_counts))}
+        out["logit_adjustment"] = {"tau": cfg.logit_adjustment_tau, "prior_counts": list(map(int, real_counts)),
+                                   "prior_from": "real rows" if has_real_rows(data) else "all rows (none is real)"}
     return out
 
 
@@ -205,7 +223,7 @@ def fit_classifier(recipe: Recipe, data: ClassifierData, run_dir: str | Path, *,
     if cfg.method == "logit-adjusted" and data.label_space.multi_label:
         raise RecipeError("recipe key 'classifier.method': 'logit-adjusted' is defined for single-label data only "
                           "(a softmax over classes); this data is multi-label")
-    real_counts = list(data.real_train_counts if data.real_train_counts is not None else data.train_counts)
+    real_counts = prior_counts(data)
     offsets = None
     if cfg.method == "logit-adjusted":
         try:
@@ -233,7 +251,10 @@ def fit_classifier(recipe: Recipe, data: ClassifierData, run_dir: str | Path, *,
     weights = (class_balanced_weights(data.train_counts, cfg.class_balanced_beta).to(device)
                if cfg.method == "class-balanced" else None)
     offsets = offsets.to(device) if offsets is not None else None
-    second = second_stage(cfg)
+    second = second_stage(cfg, data)
+    if cfg.finish != "none" and second is None and main_rank:
+        print(f"classifier.finish '{cfg.finish}' skipped: the training set has no real row (source real)",
+              file=sys.stderr)
 
     def stage_loss_terms(name: str):
         """(class weights, logit offsets) of a stage's loss: the main stage's method; cRT's and

@@ -127,11 +127,20 @@ def test_refusals(tiny, tmp_path):
                        show_progress=False)
 
 
-def test_synthetic_only_training_set_has_nothing_to_finish_on(tmp_path):
+def test_synthetic_only_training_set_has_nothing_to_finish_on(tmp_path, capsys):
+    """CAS trains the recipe's classifier on a synthetic set alone: no finishing stage (said in
+    summary.json and on stderr), and the logit adjustment's prior is that set's own counts."""
     recipe, _ = arm_manifests(tmp_path)
-    data = classifier_data(with_classifier(synthetic_recipe(recipe, tmp_path / "syn"), finish="crt-real"))
+    r = with_classifier(synthetic_recipe(recipe, tmp_path / "syn"), finish="crt-real", method="logit-adjusted")
+    data = classifier_data(r)
     with pytest.raises(DataError, match="classifier.finish: the training set has no real row"):
         data.real_train(True)
+    summary = fit_classifier(r, data, tmp_path / "run", show_progress=False)
+    assert [h["stage"] for h in summary["history"]] == ["main"]
+    assert summary["finish_skipped"].startswith("the training set has no real row")
+    assert "classifier.finish 'crt-real' skipped: the training set has no real row" in capsys.readouterr().err
+    assert summary["logit_adjustment"]["prior_counts"] == [2, 6, 10]
+    assert summary["logit_adjustment"]["prior_from"] == "all rows (none is real)"
 
 
 def test_all_real_in_memory_data_finishes_on_its_own_loaders(tiny, tmp_path):

@@ -53,7 +53,7 @@ def test_prior_counts_real_rows_only_and_predictions_use_raw_logits(tmp_path, mo
     want = [math.log(n / sum(REAL_COUNTS)) for n in REAL_COUNTS]
     assert calls and all(kw["logit_offsets"].tolist() == pytest.approx(want, rel=1e-5) for kw in calls)
     assert all(kw["class_weights"] is None for kw in calls)
-    assert summary["logit_adjustment"] == {"tau": 1.0, "real_class_counts": REAL_COUNTS}
+    assert summary["logit_adjustment"] == {"tau": 1.0, "prior_counts": REAL_COUNTS, "prior_from": "real rows"}
     assert summary["method"] == "logit-adjusted"
     # predictions: softmax of the network's own logits, no offset
     clf = load_classifier(tmp_path / "run")
