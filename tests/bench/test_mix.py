@@ -118,3 +118,31 @@ def test_copies_plus_synthetic_refusals(tiny_recipe, tmp_path):
     with pytest.raises(DataError, match="empty"):
         write_copies_synthetic_manifest(r, table, synth)
     assert not (synth / "copies_synthetic.csv").exists()
+
+
+@pytest.mark.slow
+def test_bench_with_classifier_options_gives_every_cell_the_same_treatment(tiny_recipe, tmp_path, capsys):
+    """`--set classifier.finish=... --set classifier.synthetic_loss_weight=...` reaches every classifier
+    cell (real, copies, ideal, the generator's): each finishes on the same real rows; CAS skips it."""
+    import json
+
+    from tests.cli_run import run_cli
+
+    out = tmp_path / "b"
+    code, _, se = run_cli(["bench", tiny_recipe, "--out", out, "--methods", "plain", "--seeds", "0",
+                           "--classifier-seeds", "0", "--oracle-per-class", "2", "--probe-per-class", "2",
+                           "--bootstrap-resamples", "100", "--set", "classifier.finish=finetune-real",
+                           "--set", "classifier.finish_epochs=1", "--set", "classifier.synthetic_loss_weight=0.5"],
+                          capsys)
+    assert code == 0, se
+    finished = {}
+    for cell in ("real/c0", "copies/c0", "ideal/c0", "plain/g0/c0"):
+        s = json.loads((out / cell / "classifier" / "summary.json").read_text())
+        assert [h["stage"] for h in s["history"]] == ["main", "finetune-real"], cell
+        assert s["synthetic_loss_weight"] == 0.5, cell
+        finished[cell] = s["finish_real_items"]
+    assert len(set(finished.values())) == 1  # the same real rows in every arm
+    assert json.loads((out / "plain/g0/c0/classifier/summary.json").read_text())["synthetic_items_weighted"] > 0
+    assert json.loads((out / "copies/c0/classifier/summary.json").read_text())["synthetic_items_weighted"] == 0
+    cas = json.loads((out / "plain/g0/c0/eval/cas_classifier/summary.json").read_text())
+    assert cas["finish_skipped"].startswith("the training set has no real row")
