@@ -148,3 +148,28 @@ def test_all_real_in_memory_data_finishes_on_its_own_loaders(tiny, tmp_path):
     summary = fit_classifier(tiny_recipe(tmp_path, epochs=1, finish="finetune-real", finish_epochs=1),
                              make_data([12, 4]), tmp_path / "run", show_progress=False)
     assert [h["stage"] for h in summary["history"]] == ["main", "finetune-real"]
+
+
+@pytest.mark.slow  # two processes on two shared cores, ~30 s
+def test_torchrun_two_ranks_finetune_real(tmp_path):
+    import json
+    import os
+    import shutil
+    import subprocess
+
+    torchrun = Path(sys.executable).with_name("torchrun")
+    if not torchrun.exists() and shutil.which("torchrun") is None:
+        pytest.skip("torchrun not installed next to this python")
+    _, arms = arm_manifests(tmp_path)
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo)}
+    cmd = [str(torchrun if torchrun.exists() else "torchrun"), "--standalone", "--nproc_per_node", "2", "-m",
+           "medlt", "classify", str(tmp_path / "data" / "recipe.yaml"), "--out", str(tmp_path / "run"),
+           "--train-manifest", str(arms["copies+synthetic"]), "--set", "classifier.epochs=1",
+           "--set", "classifier.method=logit-adjusted", "--set", "classifier.synthetic_loss_weight=0.5",
+           "--set", "classifier.finish=finetune-real", "--set", "classifier.finish_epochs=1"]
+    res = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert [h["stage"] for h in summary["history"]] == ["main", "finetune-real"]
+    assert summary["finish_real_items"] == 62 and summary["logit_adjustment"]["prior_counts"] == [40, 16, 6]
