@@ -66,14 +66,22 @@ def _flat(d, prefix=""):
 
 
 def check_settings(out: Path, recipe, settings: dict) -> None:
-    """RecipeError when OUT holds a bench run with another resolved recipe or judge."""
+    """RecipeError when OUT holds a bench run with another resolved recipe or judge. Recipe keys
+    added to the schema since the bench was started count as their defaults (as for a resumed
+    training run), so a medlt upgrade alone does not lock a bench folder."""
     from medlt.recipe import recipe_to_dict
+    from medlt.recipe.load import recipe_from_resolved
 
     f = Path(out) / FILE
     if not f.is_file():
         return
     old = json.loads(f.read_text())
-    a = _flat(json.loads(json.dumps(old.get("recipe", {}), default=str)))
+    recorded_recipe = old.get("recipe", {})
+    try:  # fill in keys the schema gained since; a recipe the schema no longer reads is compared as is
+        recorded_recipe = recipe_to_dict(recipe_from_resolved(recorded_recipe))
+    except (RecipeError, TypeError, ValueError):
+        recorded_recipe = old.get("recipe", {})
+    a = _flat(json.loads(json.dumps(recorded_recipe, default=str)))
     b = _flat(json.loads(json.dumps(recipe_to_dict(recipe), default=str)))
     diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
     if diff:

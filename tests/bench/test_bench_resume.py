@@ -61,6 +61,22 @@ def test_a_bench_older_than_the_ideal_arm_and_judge_cell_resumes(tiny_recipe, tm
     assert s["ideal_arm"] is False and s["judge_cell"] is False
 
 
+def test_a_bench_older_than_new_recipe_keys_resumes_and_a_real_change_is_still_refused(
+        tiny_recipe, tmp_path, capsys, instant_cells):
+    out = tmp_path / "b"
+    code, _, err = run_cli(args(tiny_recipe, out), capsys)
+    assert code == 0, err
+    # as written by a medlt whose schema lacked these keys (added later, at their defaults)
+    f = out / "bench.settings.json"
+    d = json.loads(f.read_text())
+    del d["recipe"]["classifier"]["threshold"], d["recipe"]["classifier"]["weight_decay"]
+    f.write_text(json.dumps(d))
+    code, _, err = run_cli(args(tiny_recipe, out), capsys)
+    assert code == 0, err
+    code, _, err = run_cli([*args(tiny_recipe, out), "--set", "classifier.threshold=0.3"], capsys)
+    one_line(code, err, 2, "another recipe", "classifier.threshold")
+
+
 def test_one_bench_per_folder_at_a_time(tiny_recipe, tmp_path, capsys, instant_cells):
     out = tmp_path / "b"
     assert run_cli(args(tiny_recipe, out), capsys)[0] == 0
