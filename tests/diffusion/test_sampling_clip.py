@@ -13,18 +13,8 @@ import math
 import pytest
 import torch
 
-from medlt.diffusion.sampling import (
-    SamplerOptions,
-    clipped_prediction,
-    ddim_step,
-    dpm_clipped_input,
-    dynamic_threshold,
-    guided_eps,
-    in_guidance_interval,
-    noise_level,
-    per_sample_quantile,
-    sample_loop,
-)
+from medlt.diffusion import sampling as smp
+from medlt.diffusion.sampling import guided_eps, sample_loop
 from medlt.diffusion.schedule import build_scheduler
 from medlt.errors import RecipeError
 from medlt.recipe.diffusion import DiffusionConfig
@@ -49,14 +39,14 @@ def test_consistent_step_stays_on_the_trajectory_through_the_clamped_x0():
     x0c = ((x - s * eps) / a).clamp(-1, 1)
     assert (((x - s * eps) / a).abs() > 1).float().mean() > 0.3  # the clamp acts
     eps_hat = (x - a * x0c) / s
-    got = ddim_step(x, eps, ACP_T, ACP_PREV, "consistent")
+    got = smp.ddim_step(x, eps, ACP_T, ACP_PREV, "consistent")
     assert torch.allclose(got, a2 * x0c + s2 * eps_hat, rtol=0, atol=1e-12)
     # both ends are on one DDIM trajectory: the same (x̂0, ε̂) is read back from x_t′
-    x0_back, _ = clipped_prediction(got, eps_hat, a2, s2, "none")
+    x0_back, _ = smp.clipped_prediction(got, eps_hat, a2, s2, "none")
     assert torch.allclose(x0_back, x0c, atol=1e-12)
     assert torch.allclose((got - a2 * x0c) / s2, eps_hat, atol=1e-12)
     # legacy steps with the unclamped ε̃: off that trajectory whenever the clamp acts
-    legacy = ddim_step(x, eps, ACP_T, ACP_PREV, "legacy")
+    legacy = smp.ddim_step(x, eps, ACP_T, ACP_PREV, "legacy")
     assert torch.allclose(legacy, a2 * x0c + s2 * eps, atol=1e-12)
     assert (legacy - got).abs().max() > 0.1
 
@@ -64,8 +54,8 @@ def test_consistent_step_stays_on_the_trajectory_through_the_clamped_x0():
 @pytest.mark.parametrize("mode", ["consistent", "dynamic", "none"])
 def test_without_a_clamp_acting_every_mode_is_legacy(mode):
     x, eps = _state(0.9)
-    ref = ddim_step(x, eps, ACP_T, ACP_PREV, "legacy")
-    assert torch.allclose(ddim_step(x, eps, ACP_T, ACP_PREV, mode), ref, rtol=0, atol=1e-12)
+    ref = smp.ddim_step(x, eps, ACP_T, ACP_PREV, "legacy")
+    assert torch.allclose(smp.ddim_step(x, eps, ACP_T, ACP_PREV, mode), ref, rtol=0, atol=1e-12)
 
 
 def test_per_sample_quantile_is_torch_quantile():
@@ -73,7 +63,7 @@ def test_per_sample_quantile_is_torch_quantile():
     v = torch.randn(4, 2, 7, 5, generator=g, dtype=torch.float64)
     for q in (0.0, 0.5, 0.9, 0.995, 1.0):
         want = torch.quantile(v.reshape(4, -1), q, dim=1)
-        assert torch.allclose(per_sample_quantile(v, q), want, atol=1e-12), q
+        assert torch.allclose(smp.per_sample_quantile(v, q), want, atol=1e-12), q
 
 
 def test_dynamic_threshold_formula_and_its_s_at_most_one_case():
@@ -83,17 +73,17 @@ def test_dynamic_threshold_formula_and_its_s_at_most_one_case():
     th = torch.quantile(x0.abs().reshape(3, -1), 0.9, dim=1).clamp(min=1).reshape(3, 1, 1, 1)
     assert (th > 1).all()
     want = torch.maximum(torch.minimum(x0, th), -th) / th
-    assert torch.allclose(dynamic_threshold(x0, 0.9), want, atol=1e-12)
-    got_x0, got_eps = clipped_prediction(x, eps, a, s, "dynamic", 0.9)
+    assert torch.allclose(smp.dynamic_threshold(x0, 0.9), want, atol=1e-12)
+    got_x0, got_eps = smp.clipped_prediction(x, eps, a, s, "dynamic", 0.9)
     assert torch.allclose(got_x0, want, atol=1e-12) and torch.allclose(got_eps, (x - a * want) / s, atol=1e-12)
     # s <= 1 (a few values out of range, below the quantile): dynamic is consistent
     x0 = 0.5 * (2 * torch.rand(3, 1, 20, 20, dtype=torch.float64, generator=torch.Generator().manual_seed(3)) - 1)
     x0[:, 0, 0, :2] = 3.0  # 2 of 400 values per sample: above the 0.995 quantile
     eps = torch.randn_like(x0)
     x = a * x0 + s * eps
-    assert torch.allclose(ddim_step(x, eps, ACP_T, ACP_PREV, "dynamic", 0.99),
-                          ddim_step(x, eps, ACP_T, ACP_PREV, "consistent"), rtol=0, atol=1e-12)
-    assert (ddim_step(x, eps, ACP_T, ACP_PREV, "legacy") - ddim_step(x, eps, ACP_T, ACP_PREV, "consistent")).abs().max() > 0.01
+    assert torch.allclose(smp.ddim_step(x, eps, ACP_T, ACP_PREV, "dynamic", 0.99),
+                          smp.ddim_step(x, eps, ACP_T, ACP_PREV, "consistent"), rtol=0, atol=1e-12)
+    assert (smp.ddim_step(x, eps, ACP_T, ACP_PREV, "legacy") - smp.ddim_step(x, eps, ACP_T, ACP_PREV, "consistent")).abs().max() > 0.01
 
 
 class TwoHeads(torch.nn.Module):
@@ -131,12 +121,12 @@ def test_guidance_rescale_zero_is_cfg_and_one_has_the_conditional_std():
 def test_noise_levels_and_interval_ends():
     sched = build_scheduler(DiffusionConfig())
     a = float(sched.alphas_cumprod.double()[700])
-    assert noise_level(sched, 700) == pytest.approx(math.sqrt((1 - a) / a), rel=1e-12)
+    assert smp.noise_level(sched, 700) == pytest.approx(math.sqrt((1 - a) / a), rel=1e-12)
     rf = build_scheduler(DiffusionConfig(objective="rflow"))
-    assert noise_level(rf, 250.0) == pytest.approx(0.25 / 0.75) and noise_level(rf, 1000.0) == math.inf
-    assert not in_guidance_interval(0.5, (0.5, 2.0)) and in_guidance_interval(2.0, (0.5, 2.0))
-    assert in_guidance_interval(math.inf, (0.5, None)) and not in_guidance_interval(3.0, (0.5, 2.0))
-    assert in_guidance_interval(0.0, None)
+    assert smp.noise_level(rf, 250.0) == pytest.approx(0.25 / 0.75) and smp.noise_level(rf, 1000.0) == math.inf
+    assert not smp.in_guidance_interval(0.5, (0.5, 2.0)) and smp.in_guidance_interval(2.0, (0.5, 2.0))
+    assert smp.in_guidance_interval(math.inf, (0.5, None)) and not smp.in_guidance_interval(3.0, (0.5, 2.0))
+    assert smp.in_guidance_interval(0.0, None)
 
 
 def _manual_ddim(model, sched, x, w, steps, guided_at, mode="legacy"):
@@ -147,7 +137,7 @@ def _manual_ddim(model, sched, x, w, steps, guided_at, mode="legacy"):
     for i, t in enumerate(ts):
         tt = torch.full((x.shape[0],), t)
         eps = guided_eps(model, x, tt, y, w if guided_at(t) else 0.0)
-        x = ddim_step(x, eps, float(acp[t]), float(acp[ts[i + 1]]) if i + 1 < len(ts) else 1.0, mode)
+        x = smp.ddim_step(x, eps, float(acp[t]), float(acp[ts[i + 1]]) if i + 1 < len(ts) else 1.0, mode)
     return x
 
 
@@ -161,7 +151,7 @@ def test_guidance_interval_guides_inside_and_is_conditional_outside():
     x_start = torch.stack([torch.randn((1, 4, 4), generator=torch.Generator().manual_seed(i)) for i in range(2)])
     out = sample_loop(m, sched, torch.zeros(2, dtype=torch.long), gens, (1, 4, 4), guidance_scale=1.5,
                       num_inference_steps=20, sampler="ddim", clamp_output=False,
-                      options=SamplerOptions(guidance_interval=(lo, hi)))
+                      options=smp.SamplerOptions(guidance_interval=(lo, hi)))
     seen = dict(m.rows)
     assert {t for t, n in seen.items() if n == 4} == inside & set(seen) and {n for n in seen.values()} == {2, 4}
     ref = _manual_ddim(TwoHeads(), sched, x_start.double(), 1.5, 20, lambda t: t in inside)
@@ -169,13 +159,13 @@ def test_guidance_interval_guides_inside_and_is_conditional_outside():
     # an interval holding every step is plain guidance; one holding none is the conditional prediction
     every = sample_loop(TwoHeads(), sched, torch.zeros(2, dtype=torch.long), [torch.Generator().manual_seed(i) for i in range(2)],
                         (1, 4, 4), guidance_scale=1.5, num_inference_steps=20, clamp_output=False,
-                        options=SamplerOptions(guidance_interval=(0.0, None)))
+                        options=smp.SamplerOptions(guidance_interval=(0.0, None)))
     plain = sample_loop(TwoHeads(), sched, torch.zeros(2, dtype=torch.long), [torch.Generator().manual_seed(i) for i in range(2)],
                         (1, 4, 4), guidance_scale=1.5, num_inference_steps=20, clamp_output=False)
     assert torch.equal(every, plain)
     none = sample_loop(TwoHeads(), sched, torch.zeros(2, dtype=torch.long), [torch.Generator().manual_seed(i) for i in range(2)],
                        (1, 4, 4), guidance_scale=1.5, num_inference_steps=20, clamp_output=False,
-                       options=SamplerOptions(guidance_interval=(1e6, None)))
+                       options=smp.SamplerOptions(guidance_interval=(1e6, None)))
     cond = sample_loop(TwoHeads(), sched, torch.zeros(2, dtype=torch.long), [torch.Generator().manual_seed(i) for i in range(2)],
                        (1, 4, 4), guidance_scale=0.0, num_inference_steps=20, clamp_output=False)
     assert torch.equal(none, cond)
@@ -188,11 +178,11 @@ def test_dpm_first_order_step_is_ddim_of_the_same_mode_float64(mode):
     x, eps = _state(3.0, seed=5)
     a, s = math.sqrt(ACP_T), math.sqrt(1 - ACP_T)
     a2, s2 = math.sqrt(ACP_PREV), math.sqrt(1 - ACP_PREV)
-    state, e = dpm_clipped_input(x, eps, a, s, mode, 0.9)
+    state, e = smp.dpm_clipped_input(x, eps, a, s, mode, 0.9)
     x0_solver = (state - s * e) / a  # the solver's x0-prediction from (state, ε)
     h = math.log(a2 / s2) - math.log(a / s)
     step = (s2 / s) * state - a2 * (math.exp(-h) - 1) * x0_solver
-    assert torch.allclose(step, ddim_step(x, eps, ACP_T, ACP_PREV, mode, 0.9), rtol=0, atol=1e-12)
+    assert torch.allclose(step, smp.ddim_step(x, eps, ACP_T, ACP_PREV, mode, 0.9), rtol=0, atol=1e-12)
     if mode != "legacy":
         assert torch.equal(state, x)  # the state is kept; only ε changes
 
@@ -220,7 +210,7 @@ def test_dpm_first_order_with_the_mode_is_ddim_in_the_loop(monkeypatch, mode):
     for sampler in ("ddim", "dpm++"):
         gens = [torch.Generator().manual_seed(i) for i in range(4)]
         out[sampler] = sample_loop(WideEps(), sched, y, gens, (1, 8, 8), guidance_scale=0.0, num_inference_steps=20,
-                                   sampler=sampler, clamp_output=False, options=SamplerOptions(x0_clip=mode))
+                                   sampler=sampler, clamp_output=False, options=smp.SamplerOptions(x0_clip=mode))
     legacy = sample_loop(WideEps(), sched, y, [torch.Generator().manual_seed(i) for i in range(4)], (1, 8, 8),
                          guidance_scale=0.0, num_inference_steps=20, clamp_output=False)
     assert torch.allclose(out["ddim"], out["dpm++"], atol=1e-4), (out["ddim"] - out["dpm++"]).abs().max()
@@ -258,7 +248,7 @@ def test_legacy_moves_with_the_step_count_consistent_converges(sampler):
         gens = [torch.Generator().manual_seed(i) for i in range(4)]
         return sample_loop(GaussianCond(sched.alphas_cumprod), sched, y, gens, (1, 6, 6), guidance_scale=0.5,
                            num_inference_steps=steps, sampler=sampler, clamp_output=False,
-                           options=SamplerOptions(x0_clip=mode))
+                           options=smp.SamplerOptions(x0_clip=mode))
 
     out = {(m, n): run(n, m) for m in ("legacy", "consistent") for n in (50, 200)}
     gap = {m: (out[m, 50] - out[m, 200]).abs().mean().item() for m in ("legacy", "consistent")}
@@ -273,16 +263,16 @@ def test_rflow_refuses_the_clamping_modes_and_clip_sample_false_turns_legacy_off
     m = TwoHeads()
     with pytest.raises(ValueError, match="rflow"):
         sample_loop(m, rf, torch.zeros(1, dtype=torch.long), [torch.Generator()], (1, 4, 4), guidance_scale=0.0,
-                    num_inference_steps=2, sampler="rflow", options=SamplerOptions(x0_clip="consistent"))
+                    num_inference_steps=2, sampler="rflow", options=smp.SamplerOptions(x0_clip="consistent"))
     sched = build_scheduler(DiffusionConfig())
     with pytest.raises(ValueError, match="clip_sample"):
         sample_loop(m, sched, torch.zeros(1, dtype=torch.long), [torch.Generator()], (1, 4, 4), guidance_scale=0.0,
-                    num_inference_steps=2, clip_sample=False, options=SamplerOptions(x0_clip="dynamic"))
+                    num_inference_steps=2, clip_sample=False, options=smp.SamplerOptions(x0_clip="dynamic"))
     kw = {"guidance_scale": 0.0, "num_inference_steps": 5, "clamp_output": False}
     off = sample_loop(TwoHeads(), sched, torch.zeros(1, dtype=torch.long), [torch.Generator().manual_seed(0)],
                       (1, 4, 4), clip_sample=False, **kw)
     none = sample_loop(TwoHeads(), sched, torch.zeros(1, dtype=torch.long), [torch.Generator().manual_seed(0)],
-                       (1, 4, 4), options=SamplerOptions(x0_clip="none"), **kw)
+                       (1, 4, 4), options=smp.SamplerOptions(x0_clip="none"), **kw)
     assert torch.equal(off, none)
 
 
@@ -318,12 +308,12 @@ def test_recipe_defaults_are_todays_behaviour_and_values_round_trip(tmp_path):
     from medlt.recipe import recipe_from_resolved, recipe_to_dict
 
     r = toy_recipe(tmp_path)
-    assert SamplerOptions.from_config(r.sampling) == SamplerOptions()
+    assert smp.SamplerOptions.from_config(r.sampling) == smp.SamplerOptions()
     r = toy_recipe(tmp_path, ["sampling.x0_clip=dynamic", "sampling.dynamic_threshold_quantile=0.99",
                               "sampling.guidance_rescale=0.7", "sampling.guidance_interval=[0.28, null]"])
     again = recipe_from_resolved(recipe_to_dict(r))
-    opts = SamplerOptions.from_config(again.sampling)
-    assert opts == SamplerOptions("dynamic", 0.99, 0.7, (0.28, None))
+    opts = smp.SamplerOptions.from_config(again.sampling)
+    assert opts == smp.SamplerOptions("dynamic", 0.99, 0.7, (0.28, None))
     assert opts.to_dict() == {"x0_clip": "dynamic", "dynamic_threshold_quantile": 0.99, "guidance_rescale": 0.7,
                               "guidance_interval": [0.28, None]}
 
@@ -346,18 +336,18 @@ def test_generator_samples_with_the_current_recipes_options(toy_checkpoints):
 
     tmp, runs = toy_checkpoints
     gen = load_generator(runs["epsilon"])
-    assert gen.sampler_options == SamplerOptions() and gen.sampling_settings["x0_clip"] == "legacy"
+    assert gen.sampler_options == smp.SamplerOptions() and gen.sampling_settings["x0_clip"] == "legacy"
     y, seeds = torch.tensor([0, 1, 2]), [5, 6, 7]
     legacy = gen.generate(y, seeds, guidance_scale=2.0, num_inference_steps=5)
     sets = ["sampling.x0_clip=consistent", "sampling.guidance_rescale=0.5", "sampling.guidance_interval=[0.1, 20]"]
     recipe_for_generator(toy_recipe(tmp, sets), gen, runs["epsilon"])
-    want = SamplerOptions("consistent", 0.995, 0.5, (0.1, 20.0))
+    want = smp.SamplerOptions("consistent", 0.995, 0.5, (0.1, 20.0))
     assert gen.sampler_options == want and gen.sampling_settings == want.to_dict()
     mine = gen.generate(y, seeds, guidance_scale=2.0, num_inference_steps=5)
     assert torch.equal(mine, gen.generate(y, seeds, guidance_scale=2.0, num_inference_steps=5, options=want))
     assert not torch.equal(mine, legacy)
     assert torch.equal(legacy, gen.generate(y, seeds, guidance_scale=2.0, num_inference_steps=5,
-                                            options=SamplerOptions()))
+                                            options=smp.SamplerOptions()))
 
 
 def test_a_clamping_mode_with_an_rflow_checkpoint_is_one_line_naming_both_keys(toy_checkpoints):
