@@ -110,6 +110,8 @@ def sample_cmd(
         meta = {"label": tag, "seed": seeds[i], "guidance_scale": w, "checkpoint_sha256": gen.checkpoint_sha256}
         if getattr(gen, "decode_settings", None):  # latent: the run-time decoding used
             meta["decode"] = json.dumps(gen.decode_settings)
+        if getattr(gen, "sampling_settings", None):  # sampling.x0_clip, guidance rescale / interval
+            meta["sampling"] = json.dumps(gen.sampling_settings)
         save_png(stem.with_suffix(".png"), Image.fromarray(to_display(img)), **meta)
         if img.dim() == 4:
             from medlt.data.io import write_nifti

@@ -211,7 +211,8 @@ def tune_guidance(recipe, checkpoint: str | Path, reference: str | Path, out_dir
         "group_thresholds": list(recipe.data.group_thresholds),
         "generator": {"checkpoint": str(ckpt.resolve()), "checkpoint_sha256": gen.checkpoint_sha256,
                       "objective": gen.recipe.diffusion.objective, "step": gen.step,
-                      "decode": getattr(gen, "decode_settings", None)},  # latent: this run's decoding
+                      "decode": getattr(gen, "decode_settings", None),  # latent: this run's decoding
+                      "sampling_options": getattr(gen, "sampling_settings", None)},
         "sampler": sampler, "steps": steps, "per_class": per_class, "candidate_scales": scales,
         "split": recipe.data.splits.val, "extractor": extractor, "reference": reference_record(ref, str(reference)),
         "fidelity_measure": "AUROC of the intended class's score" if ls.multi_label else

@@ -364,6 +364,7 @@ def run_synth(recipe, out_dir: str | Path, *, generator=None, checkpoint: str | 
                               f"generator's {list(gen_names)}")
     settings["checkpoint_sha256"] = str(generator.checkpoint_sha256)
     settings["decode"] = getattr(generator, "decode_settings", None)  # latent: this run's autoencoder.decode*
+    settings["sampling_options"] = getattr(generator, "sampling_settings", None)  # sampling.x0_clip, rescale, interval
     check_tuned_for(settings, settings["checkpoint_sha256"])
     image_shape = tuple(int(s) for s in getattr(generator, "image_shape", ()) or ())
     # DICOM output: the real training images' field of view over the output grid (or no spacing)

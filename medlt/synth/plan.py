@@ -131,7 +131,18 @@ def write_plan(path: str | Path, plan: SynthPlan, settings: dict[str, Any]) -> P
 
 #: settings that change pixels or file names; a folder started with other values is refused
 PIXEL_SETTINGS = ("checkpoint_sha256", "guidance_scale", "sampler", "steps", "batch_size",
-                  "output_format", "filter", "near_copies", "decode", "selection")
+                  "output_format", "filter", "near_copies", "decode", "selection", "sampling_options")
+
+
+def _recorded(settings: dict[str, Any], key: str) -> Any:
+    """A setting as recorded; no `sampling_options` (a folder started before they were recorded, or
+    a generator without them) means the options' defaults."""
+    value = settings.get(key)
+    if key == "sampling_options" and value is None:
+        from medlt.diffusion.sampling import SamplerOptions
+
+        return SamplerOptions().to_dict()
+    return value
 
 
 def check_resume(path: str | Path, plan: SynthPlan, settings: dict[str, Any]) -> bool:
@@ -151,9 +162,9 @@ def check_resume(path: str | Path, plan: SynthPlan, settings: dict[str, Any]) ->
         raise MedltError(f"{path}: this folder holds a different plan (quota '{old.get('quota')}', "
                          f"{old.get('num_images')} images); use a new --out or the same recipe/quota")
     for k in PIXEL_SETTINGS:
-        if old_settings.get(k) != settings.get(k):
-            raise MedltError(f"{path}: this folder was started with {k}={old_settings.get(k)!r}, now "
-                             f"{settings.get(k)!r}; use the same value to resume or a new --out")
+        if _recorded(old_settings, k) != _recorded(settings, k):
+            raise MedltError(f"{path}: this folder was started with {k}={_recorded(old_settings, k)!r}, now "
+                             f"{_recorded(settings, k)!r}; use the same value to resume or a new --out")
     return True
 
 

@@ -114,6 +114,24 @@ def test_resume_with_other_settings_is_refused(tmp_path):
         run_synth(rec, out, generator=gen, table=tab, quota="to_count:3", batch_size=6)
 
 
+def test_resume_with_other_sampling_options_is_refused_and_an_older_folder_resumes(tmp_path):
+    from medlt.diffusion.sampling import SamplerOptions
+
+    rec, tab, gen = _setup(tmp_path)
+    gen.sampling_settings = SamplerOptions().to_dict()
+    out = tmp_path / "out"
+    run_synth(rec, out, generator=gen, table=tab, quota="to_count:3", batch_size=5)
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["settings"]["sampling_options"]["x0_clip"] == "legacy"
+    # a folder written before the options were recorded sampled with their defaults: it resumes
+    del plan["settings"]["sampling_options"]
+    (out / "plan.json").write_text(json.dumps(plan))
+    run_synth(rec, out, generator=gen, table=tab, quota="to_count:3", batch_size=5)
+    gen.sampling_settings = SamplerOptions(x0_clip="consistent").to_dict()
+    with pytest.raises(MedltError, match="sampling_options"):
+        run_synth(rec, out, generator=gen, table=tab, quota="to_count:3", batch_size=5)
+
+
 def test_dry_run_writes_plan_only(tmp_path):
     rec, tab, _ = _setup(tmp_path)
     res = run_synth(rec, tmp_path / "out", table=tab, quota="to_ratio:0.5", dry_run=True)
