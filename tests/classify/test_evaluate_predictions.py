@@ -59,7 +59,13 @@ def test_predictions_files_and_confidence_intervals(evaluated):
 def test_report_pairs_an_evaluation_with_itself(evaluated, capsys):
     base, _ = evaluated
     capsys.readouterr()
-    _cli(["report", base / "eval", base / "eval", "--bootstrap-resamples", "100"])
+    # the same folder twice is refused as a command-line error; a copy of it pairs with itself
+    import shutil
+
+    twin = base / "eval-copy"
+    if not twin.exists():
+        shutil.copytree(base / "eval", twin)
+    _cli(["report", base / "eval", twin, "--bootstrap-resamples", "100"])
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if "| balanced accuracy |" in line]
     assert len(rows) == 2 and all("not significant" in r for r in rows)
