@@ -131,25 +131,32 @@ class WideEps(torch.nn.Module):
         return self.w * x + 0.05 * torch.sin(3 * x) + 0.01 * t.float()[:, None, None, None] / 1000
 
 
-@pytest.mark.parametrize("clip", [False, True])
-def test_first_order_with_clipping_is_ddim(monkeypatch, clip):
-    """DPM-Solver++ at first order is DDIM; with clip_sample it must equal DDIM's clipped update
-    (clamp x̂0, keep ε̃). Clamping x̂0 alone leaves its out-of-range part in x and saturates."""
+def first_order_dpm_on_ddim_grid(monkeypatch, steps: int = 20):
+    """The DDIM scheduler at `steps` steps; DPM-Solver++ patched to first order on the same grid
+    (where it is DDIM)."""
     import medlt.diffusion.dpm_solver as dpm
 
     sched = build_scheduler(DiffusionConfig())
-    sched.set_timesteps(20)
+    sched.set_timesteps(steps)
     ddim_grid = [int(t) for t in sched.timesteps]
     build = dpm.dpm_solver_scheduler
 
-    def first_order_on_ddim_grid(ddpm, steps):
+    def first_order_on_ddim_grid(ddpm, n):
         from diffusers import DPMSolverMultistepScheduler
 
-        s = DPMSolverMultistepScheduler.from_config(build(ddpm, steps).config, solver_order=1, use_lu_lambdas=False)
+        s = DPMSolverMultistepScheduler.from_config(build(ddpm, n).config, solver_order=1, use_lu_lambdas=False)
         s.set_timesteps(timesteps=ddim_grid)
         return s
 
     monkeypatch.setattr(dpm, "dpm_solver_scheduler", first_order_on_ddim_grid)
+    return sched
+
+
+@pytest.mark.parametrize("clip", [False, True])
+def test_first_order_with_clipping_is_ddim(monkeypatch, clip):
+    """DPM-Solver++ at first order is DDIM; with clip_sample it must equal DDIM's clipped update
+    (clamp x̂0, keep ε̃). Clamping x̂0 alone leaves its out-of-range part in x and saturates."""
+    sched = first_order_dpm_on_ddim_grid(monkeypatch)
     y = torch.zeros(4, dtype=torch.long)
     out = {}
     for sampler in ("ddim", "dpm++"):

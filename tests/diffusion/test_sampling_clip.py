@@ -189,22 +189,9 @@ def test_dpm_first_order_step_is_ddim_of_the_same_mode_float64(mode):
 
 @pytest.mark.parametrize("mode", ["consistent", "dynamic"])
 def test_dpm_first_order_with_the_mode_is_ddim_in_the_loop(monkeypatch, mode):
-    import medlt.diffusion.dpm_solver as dpm
-    from tests.diffusion.test_dpm_solver import WideEps
+    from tests.diffusion.test_dpm_solver import WideEps, first_order_dpm_on_ddim_grid
 
-    sched = build_scheduler(DiffusionConfig())
-    sched.set_timesteps(20)
-    ddim_grid = [int(t) for t in sched.timesteps]
-    build = dpm.dpm_solver_scheduler
-
-    def first_order_on_ddim_grid(ddpm, steps):
-        from diffusers import DPMSolverMultistepScheduler
-
-        s = DPMSolverMultistepScheduler.from_config(build(ddpm, steps).config, solver_order=1, use_lu_lambdas=False)
-        s.set_timesteps(timesteps=ddim_grid)
-        return s
-
-    monkeypatch.setattr(dpm, "dpm_solver_scheduler", first_order_on_ddim_grid)
+    sched = first_order_dpm_on_ddim_grid(monkeypatch)
     y = torch.zeros(4, dtype=torch.long)
     out = {}
     for sampler in ("ddim", "dpm++"):
