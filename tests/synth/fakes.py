@@ -41,6 +41,22 @@ class FakeGenerator:
         return torch.stack(out) if out else torch.empty(0, *self.image_shape)
 
 
+def dies_on_call(generator_class, call: int):
+    """A subclass of `generator_class` whose generate() raises KeyboardInterrupt on its `call`-th call
+    (counted over all its instances): a run interrupted part way."""
+
+    class Dies(generator_class):
+        n = 0
+
+        def generate(self, *a, **k):
+            Dies.n += 1
+            if Dies.n == call:
+                raise KeyboardInterrupt
+            return super().generate(*a, **k)
+
+    return Dies
+
+
 def make_recipe(root: Path, fmt: str = "nih-cxr-lt", **extra):
     data = {"format": fmt, "root": str(root), "labels": str(root), "group_thresholds": [3, 6]}
     if fmt == "ct-rate":

@@ -22,6 +22,7 @@ from medlt.utils.seeding import derive_seed
 from tests.cli_run import run_cli
 from tests.synth.fakes import (
     FakeGenerator,
+    dies_on_call,
     make_recipe,
     make_table,
     one_hot_rows,
@@ -203,15 +204,7 @@ def test_two_runs_identical_and_resume_after_deleting_outputs(tmp_path):
     assert _files(b) == a
     assert 0 < res.generated_batches <= 3 and len(gen.calls) == 3 * res.generated_batches  # only those batches
     # an interrupted run resumes to the same bytes
-    class Dies(FakeGenerator):
-        n = 0
-
-        def generate(self, *a, **k):
-            Dies.n += 1
-            if Dies.n == 8:
-                raise KeyboardInterrupt
-            return super().generate(*a, **k)
-
+    Dies = dies_on_call(FakeGenerator, 8)
     with pytest.raises(KeyboardInterrupt):
         run_synth(rec, tmp_path / "c", generator=Dies(NIH), selector=MeanSelector(), **kw)
     run_synth(rec, tmp_path / "c", generator=FakeGenerator(NIH), selector=MeanSelector(), **kw)

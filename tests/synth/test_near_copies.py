@@ -13,7 +13,7 @@ from medlt.errors import MedltError
 from medlt.synth.generate import run_synth
 from medlt.synth.jobs import noise_seed
 from tests.cli_run import run_cli
-from tests.synth.fakes import FakeGenerator
+from tests.synth.fakes import FakeGenerator, dies_on_call
 
 NIH = LabelSpace.official("nih-cxr-lt")
 REAL_COUNTS = [5, 2, 1] + [3] * 17
@@ -127,15 +127,7 @@ def test_interrupted_run_resumes_to_the_same_bytes(world, tmp_path):
     kw = dict(table=tab, quota="to_head", batch_size=4, near_copies=ext, show_progress=False)
     run_synth(rec, tmp_path / "a", generator=CopyingGenerator(NIH, imgs, labels), **kw)
 
-    class Dies(CopyingGenerator):
-        n = 0
-
-        def generate(self, *a, **k):
-            Dies.n += 1
-            if Dies.n == 7:
-                raise KeyboardInterrupt
-            return super().generate(*a, **k)
-
+    Dies = dies_on_call(CopyingGenerator, 7)
     with pytest.raises(KeyboardInterrupt):
         run_synth(rec, tmp_path / "b", generator=Dies(NIH, imgs, labels), **kw)
     gen = CopyingGenerator(NIH, imgs, labels)
